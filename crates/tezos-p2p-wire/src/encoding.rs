@@ -71,6 +71,10 @@ pub enum EncodeError {
         /// The maximal number of elements.
         max: usize,
     },
+    /// A union tag that the encoding does not allow for this value (e.g. an
+    /// application message tag below `0x10`).
+    #[error("invalid tag {0}")]
+    InvalidTag(u16),
 }
 
 /// The largest length a `dynamic_size` (`Uint30`) field may announce.

@@ -386,45 +386,50 @@ pub fn generate_stamp(
     found.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Inputs hashed per `hash_many` call. `hash_many` runs them four at a time
+/// (AVX2) or two at a time (SSE4.1); a longer list amortises its per-call
+/// set-up and keeps the vector units busy.
+const LANES: usize = 32;
+
 /// Hashes `n` consecutive stamps from `stamp` with Blake2b's many-lane
-/// interface; returns the first that passes, and leaves `stamp` past the
-/// batch otherwise.
+/// interface; returns the first that passes (leaving `stamp` somewhere
+/// after it), and leaves `stamp` exactly `n` past its start otherwise.
 pub fn search_batch(
     pk: &PublicKey,
     target: &PowTarget,
     stamp: &mut PowStamp,
     n: usize,
 ) -> Option<PowStamp> {
-    const LANES: usize = 8;
-    let params = {
-        let mut p = blake2b_simd::Params::new();
-        p.hash_length(32);
-        p
-    };
+    let mut params = blake2b_simd::Params::new();
+    params.hash_length(32);
     let mut inputs = [[0u8; KEY_LEN + STAMP_LEN]; LANES];
     for input in inputs.iter_mut() {
         input[..KEY_LEN].copy_from_slice(&pk.0);
     }
+    // The hash is read little-endian, so its last 8 bytes are the most
+    // significant limb: almost every candidate is rejected on it alone.
+    let top = target.limbs[3];
     let mut done = 0;
     while done < n {
-        for input in inputs.iter_mut() {
+        let k = LANES.min(n - done);
+        for input in inputs[..k].iter_mut() {
             input[KEY_LEN..].copy_from_slice(&stamp.0);
             stamp.increment();
         }
         let mut jobs: [blake2b_simd::many::HashManyJob; LANES] =
             std::array::from_fn(|i| blake2b_simd::many::HashManyJob::new(&params, &inputs[i]));
-        blake2b_simd::many::hash_many(jobs.iter_mut());
-        for (i, job) in jobs.iter().enumerate() {
+        blake2b_simd::many::hash_many(jobs[..k].iter_mut());
+        for (i, job) in jobs[..k].iter().enumerate() {
             let h = job.to_hash();
-            let mut hash = [0u8; 32];
-            hash.copy_from_slice(h.as_bytes());
-            if target.accepts_hash(&hash) {
+            let h: &[u8; 32] = h.as_bytes().try_into().expect("32-byte digest");
+            let hi = u64::from_le_bytes(h[24..].try_into().expect("8 bytes"));
+            if hi <= top && target.accepts_hash(h) {
                 let mut s = [0u8; STAMP_LEN];
                 s.copy_from_slice(&inputs[i][KEY_LEN..]);
                 return Some(PowStamp(s));
             }
         }
-        done += LANES;
+        done += k;
     }
     None
 }
@@ -629,6 +634,39 @@ mod tests {
             Identity::from_json("{", None),
             Err(IdentityError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn search_batch_finds_the_first_valid_stamp_and_counts_exactly() {
+        let pk = a().public_key;
+        let t = PowTarget::new(6.0).unwrap();
+        let start = PowStamp([0xff; STAMP_LEN]);
+        // Linear scan with the one-lane hash, across the wrap-around.
+        let mut s = start;
+        let mut steps = 0;
+        while !t.check(&pk, &s) {
+            s.increment();
+            steps += 1;
+        }
+        for n in [steps + 1, steps + 40, 1000] {
+            let mut cursor = start;
+            assert_eq!(search_batch(&pk, &t, &mut cursor, n), Some(s));
+        }
+        let mut cursor = start;
+        assert_eq!(search_batch(&pk, &t, &mut cursor, steps), None);
+        let mut walked = start;
+        for _ in 0..steps {
+            walked.increment();
+        }
+        assert_eq!(cursor, walked);
+        let mut cursor = start;
+        let never = PowTarget::new(256.0).unwrap();
+        assert_eq!(search_batch(&pk, &never, &mut cursor, 37), None);
+        let mut walked = start;
+        for _ in 0..37 {
+            walked.increment();
+        }
+        assert_eq!(cursor, walked);
     }
 
     #[test]

@@ -1,0 +1,208 @@
+//! Throughput of the wire core's hot paths: proof-of-work search and chunk
+//! sealing/opening.
+//!
+//! ```text
+//! cargo run --release -p tezos-p2p-wire --example bench_wire [seconds]
+//! ```
+//!
+//! `seconds` (default 3) is the length of each measurement. Reference loops
+//! over `blake2b_simd` give the "limit" the PoW search is compared with.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use blake2b_simd::many::{hash_many, HashManyJob};
+use tezos_p2p_wire::crypto::{ChunkCipher, Nonce, SessionKey, MAX_CHUNK_PLAINTEXT};
+use tezos_p2p_wire::identity::{generate_stamp, PowSearch, PowTarget, PublicKey, SecretKey};
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Hashes per second of `generate_stamp` against an unreachable target,
+/// from its own progress reports, cancelled after `secs`.
+fn pow_search(pk: &PublicKey, threads: usize, secs: f64) -> f64 {
+    // Level 256: only an all-zero hash passes.
+    let target = PowTarget::new(256.0).unwrap();
+    let cancel = AtomicBool::new(false);
+    let search = PowSearch {
+        threads,
+        cancel: Some(&cancel),
+        progress_every: Duration::from_millis(100),
+    };
+    let mut first = None;
+    let mut last = None;
+    let found = generate_stamp(pk, &target, &search, |p| {
+        // Skip the ramp-up (thread start) before measuring.
+        if p.elapsed.as_secs_f64() >= 0.3 && first.is_none() {
+            first = Some((p.attempts, p.elapsed));
+        }
+        last = Some((p.attempts, p.elapsed));
+        if p.elapsed.as_secs_f64() >= secs {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    });
+    assert!(found.is_none(), "an unreachable target was reached");
+    let (a0, t0) = first.expect("progress was reported");
+    let (a1, t1) = last.unwrap();
+    (a1 - a0) as f64 / (t1 - t0).as_secs_f64()
+}
+
+/// Runs `f` (which returns how many items it did) on `threads` threads for
+/// `secs` and returns items per second over all of them.
+fn run_on(threads: usize, secs: f64, f: impl Fn() -> u64 + Sync) -> f64 {
+    let start = Instant::now();
+    let total: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0u64;
+                    while start.elapsed().as_secs_f64() < secs {
+                        n += f();
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// One-lane Blake2b-256 of 56-byte inputs (one compression each).
+fn blake_one_lane(pk: &PublicKey) -> u64 {
+    let mut params = blake2b_simd::Params::new();
+    params.hash_length(32);
+    let mut input = [0u8; 56];
+    input[..32].copy_from_slice(&pk.0);
+    const N: u64 = 1 << 16;
+    for i in 0..N {
+        input[48..56].copy_from_slice(&i.to_le_bytes());
+        black_box(params.hash(black_box(&input)));
+    }
+    N
+}
+
+/// `hash_many` over batches of `LANES` 56-byte inputs.
+fn blake_many<const LANES: usize>(pk: &PublicKey) -> u64 {
+    let mut params = blake2b_simd::Params::new();
+    params.hash_length(32);
+    let mut inputs = [[0u8; 56]; LANES];
+    for input in inputs.iter_mut() {
+        input[..32].copy_from_slice(&pk.0);
+    }
+    const ROUNDS: u64 = 1 << 13;
+    let mut ctr = 0u64;
+    for _ in 0..ROUNDS {
+        for input in inputs.iter_mut() {
+            input[48..56].copy_from_slice(&ctr.to_le_bytes());
+            ctr += 1;
+        }
+        let mut jobs: [HashManyJob; LANES] =
+            std::array::from_fn(|i| HashManyJob::new(&params, &inputs[i]));
+        hash_many(jobs.iter_mut());
+        for job in &jobs {
+            black_box(job.to_hash());
+        }
+    }
+    ROUNDS * LANES as u64
+}
+
+fn time_per_iter(secs: f64, mut f: impl FnMut()) -> f64 {
+    // Warm up.
+    for _ in 0..16 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        for _ in 0..16 {
+            f();
+        }
+        n += 16;
+    }
+    start.elapsed().as_secs_f64() / n as f64
+}
+
+fn main() {
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .map_or(3.0, |s| s.parse().expect("seconds"));
+    let pk = SecretKey([7; 32]).public_key();
+    let n = cores();
+    println!("cores: {n}, blake2b_simd degree: {}", blake2b_simd::many::degree());
+    println!();
+    println!("== Proof of work (Blake2b-256 of 56 bytes) ==");
+    let all = pow_search(&pk, 0, secs);
+    println!("generate_stamp, {n} threads : {:8.2} M hashes/s", all / 1e6);
+    let one = pow_search(&pk, 1, secs);
+    println!("generate_stamp, 1 thread   : {:8.2} M hashes/s", one / 1e6);
+    let l1 = run_on(1, secs, || blake_one_lane(&pk));
+    println!("blake2b_simd 1 lane, 1 thr : {:8.2} M hashes/s", l1 / 1e6);
+    let l4 = run_on(1, secs, || blake_many::<4>(&pk));
+    println!("hash_many 4 lanes, 1 thr   : {:8.2} M hashes/s", l4 / 1e6);
+    let l8 = run_on(1, secs, || blake_many::<8>(&pk));
+    println!("hash_many 8 lanes, 1 thr   : {:8.2} M hashes/s", l8 / 1e6);
+    let l4n = run_on(n, secs, || blake_many::<4>(&pk));
+    println!("hash_many 4 lanes, {n} thr   : {:8.2} M hashes/s", l4n / 1e6);
+    println!(
+        "search / limit: all cores {:.0}%, one thread {:.0}%",
+        100.0 * all / l4n,
+        100.0 * one / l4
+    );
+
+    println!();
+    println!("== Chunks ({MAX_CHUNK_PLAINTEXT}-byte plaintext, one core) ==");
+    let a = SecretKey([1; 32]);
+    let b = SecretKey([2; 32]);
+    let key = SessionKey::precompute(&b.public_key(), &a).unwrap();
+    let nonce = Nonce([9; 24]);
+    let plaintext = vec![0x5au8; MAX_CHUNK_PLAINTEXT];
+    let bytes = MAX_CHUNK_PLAINTEXT as f64;
+
+    // Seal: framing, copy of the plaintext and encryption, into a reused buffer.
+    let mut tx = ChunkCipher::new(key.clone(), nonce);
+    let mut out = Vec::with_capacity(MAX_CHUNK_PLAINTEXT + 18);
+    let t_seal = time_per_iter(secs, || {
+        out.clear();
+        tx.seal_chunk(black_box(&plaintext), &mut out).unwrap();
+        black_box(&out);
+    });
+    println!("seal_chunk                 : {:8.2} GiB/s", bytes / t_seal / GIB);
+
+    // Raw in-place seal, no copy.
+    let mut buf = plaintext.clone();
+    let mut nn = nonce;
+    let t_raw = time_per_iter(secs, || {
+        black_box(key.seal_in_place(&nn.next(), &mut buf));
+    });
+    println!("seal_in_place (no copy)    : {:8.2} GiB/s", bytes / t_raw / GIB);
+
+    // Open: each iteration copies the sealed body back (a 64 KiB memcpy)
+    // and opens it with a cipher at its nonce.
+    let mut sealed = Vec::new();
+    ChunkCipher::new(key.clone(), nonce)
+        .seal_chunk(&plaintext, &mut sealed)
+        .unwrap();
+    let body = sealed[2..].to_vec();
+    let mut work = body.clone();
+    let t_open = time_per_iter(secs, || {
+        work.copy_from_slice(&body);
+        let mut rx = ChunkCipher::new(key.clone(), nonce);
+        black_box(rx.open_chunk(&mut work).unwrap());
+    });
+    println!("open_chunk (incl. copy)    : {:8.2} GiB/s", bytes / t_open / GIB);
+
+    // Both: seal a chunk and open it again.
+    let mut tx = ChunkCipher::new(key.clone(), nonce);
+    let mut rx = ChunkCipher::new(key.clone(), nonce);
+    let t_both = time_per_iter(secs, || {
+        out.clear();
+        tx.seal_chunk(black_box(&plaintext), &mut out).unwrap();
+        black_box(rx.open_chunk(&mut out[2..]).unwrap());
+    });
+    println!("seal + open                : {:8.2} GiB/s", bytes / t_both / GIB);
+}
