@@ -171,6 +171,10 @@ impl SessionKey {
     /// Encrypts `buf` in place and returns its tag
     /// (`crypto_box_detached_afternm`).
     pub fn seal_in_place(&self, nonce: &Nonce, buf: &mut [u8]) -> [u8; TAG_LEN] {
+        // A key built from its bytes skips `precompute`; without
+        // `sodium_init` libsodium would stay on its portable XSalsa20 and
+        // Poly1305, about 3.5 times slower.
+        init();
         let mut tag = [0u8; TAG_LEN];
         // SAFETY: `buf` is valid for its length and libsodium allows the
         // ciphertext to overwrite the message; other pointers are fixed-size.
@@ -195,6 +199,7 @@ impl SessionKey {
         tag: &[u8; TAG_LEN],
         buf: &mut [u8],
     ) -> Result<(), CryptoError> {
+        init();
         // SAFETY: as in `seal_in_place`; libsodium verifies before writing.
         let rc = unsafe {
             libsodium_sys::crypto_box_open_detached_afternm(

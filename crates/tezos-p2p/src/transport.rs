@@ -622,7 +622,7 @@ mod tests {
         let transport = Transport::Memory(network.clone());
         let listener = transport.bind(localhost(9732)).await.expect("bind");
         assert_eq!(network.listeners(), 1);
-        let taken = transport.bind(localhost(9732)).await.err().expect("in use");
+        let taken = transport.bind(localhost(9732)).await.expect_err("in use");
         assert_eq!(taken.kind(), io::ErrorKind::AddrInUse);
         drop(listener);
         assert_eq!(network.listeners(), 0);
