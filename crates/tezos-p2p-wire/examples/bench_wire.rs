@@ -141,7 +141,10 @@ fn main() {
     let r = repeats.max(1);
     let pk = SecretKey([7; 32]).public_key();
     let n = cores();
-    println!("cores: {n}, blake2b_simd degree: {}", blake2b_simd::many::degree());
+    println!(
+        "cores: {n}, blake2b_simd degree: {}",
+        blake2b_simd::many::degree()
+    );
     println!();
     println!("== Proof of work (Blake2b-256 of 56 bytes) ==");
     let all = best(r, || pow_search(&pk, 0, secs));
@@ -155,7 +158,10 @@ fn main() {
     let l8 = best(r, || run_on(1, secs, || blake_many::<8>(&pk)));
     println!("hash_many 8 lanes, 1 thr   : {:8.2} M hashes/s", l8 / 1e6);
     let l4n = best(r, || run_on(n, secs, || blake_many::<4>(&pk)));
-    println!("hash_many 4 lanes, {n} thr   : {:8.2} M hashes/s", l4n / 1e6);
+    println!(
+        "hash_many 4 lanes, {n} thr   : {:8.2} M hashes/s",
+        l4n / 1e6
+    );
     println!(
         "search / limit: all cores {:.0}%, one thread {:.0}%",
         100.0 * all / l4n,
@@ -190,7 +196,7 @@ fn main() {
     let raw = best(r, || {
         bytes
             / time_per_iter(secs, || {
-                black_box(key.seal_in_place(&nn.next(), &mut buf));
+                black_box(key.seal_in_place(&nn.fetch_increment(), &mut buf));
             })
     });
     println!("seal_in_place (no copy)    : {:8.2} GiB/s", raw / GIB);

@@ -77,7 +77,7 @@ impl Nonce {
 
     /// Returns the current value and increments (a chunk uses the current
     /// nonce, then the counter moves on).
-    pub fn next(&mut self) -> Nonce {
+    pub fn fetch_increment(&mut self) -> Nonce {
         let cur = *self;
         self.increment();
         cur
@@ -270,7 +270,7 @@ impl ChunkCipher {
         out.extend_from_slice(&((TAG_LEN + plaintext.len()) as u16).to_be_bytes());
         out.extend_from_slice(&[0u8; TAG_LEN]);
         out.extend_from_slice(plaintext);
-        let nonce = self.nonce.next();
+        let nonce = self.nonce.fetch_increment();
         let body = start + CHUNK_OVERHEAD;
         let tag = self.key.seal_in_place(&nonce, &mut out[body..]);
         out[start + HEADER_LEN..body].copy_from_slice(&tag);
@@ -284,7 +284,7 @@ impl ChunkCipher {
         if body.len() < TAG_LEN {
             return Err(CryptoError::InvalidIncomingCiphertextSize(body.len()));
         }
-        let nonce = self.nonce.next();
+        let nonce = self.nonce.fetch_increment();
         let (tag, ct) = body.split_at_mut(TAG_LEN);
         let mut t = [0u8; TAG_LEN];
         t.copy_from_slice(tag);
@@ -364,7 +364,10 @@ mod tests {
             &mut order8,
         )
         .unwrap();
-        assert_eq!(SessionKey::precompute(&zero, &sk), Err(CryptoError::LowOrderKey));
+        assert_eq!(
+            SessionKey::precompute(&zero, &sk),
+            Err(CryptoError::LowOrderKey)
+        );
         assert_eq!(
             SessionKey::precompute(&PublicKey(order8), &sk),
             Err(CryptoError::LowOrderKey)
@@ -383,20 +386,32 @@ mod tests {
         let mut n = Nonce([0; 24]);
         n.add(u64::MAX);
         n.add(1);
-        assert_eq!(hex::encode(n.0), format!("{}010000000000000000", "0".repeat(30)));
+        assert_eq!(
+            hex::encode(n.0),
+            format!("{}010000000000000000", "0".repeat(30))
+        );
     }
 
     #[test]
     fn spec_metadata_chunk() {
         let mut nonce = [0u8; 24];
-        hex::decode_to_slice("efb64e38c80ffc16b0d04d66f18696c5ac122f82e73f74bb", &mut nonce)
-            .unwrap();
+        hex::decode_to_slice(
+            "efb64e38c80ffc16b0d04d66f18696c5ac122f82e73f74bb",
+            &mut nonce,
+        )
+        .unwrap();
         let mut c = ChunkCipher::new(key(), Nonce(nonce));
         let mut out = Vec::new();
         c.seal_chunk(&[0, 0], &mut out).unwrap();
-        assert_eq!(hex::encode(&out), "00127bc0a291786ba38b7717cfc4f74ccdfee82a");
+        assert_eq!(
+            hex::encode(&out),
+            "00127bc0a291786ba38b7717cfc4f74ccdfee82a"
+        );
         c.seal_chunk(&[0], &mut out).unwrap();
-        assert_eq!(hex::encode(&out[20..]), "00111f572a3f772b086b7086debcd036d67d28");
+        assert_eq!(
+            hex::encode(&out[20..]),
+            "00111f572a3f772b086b7086debcd036d67d28"
+        );
     }
 
     #[test]
@@ -407,7 +422,8 @@ mod tests {
             c.seal_chunk(&vec![0; MAX_CHUNK_PLAINTEXT + 1], &mut out),
             Err(CryptoError::InvalidMessageSize(MAX_CHUNK_PLAINTEXT + 1))
         );
-        c.seal_chunk(&vec![0; MAX_CHUNK_PLAINTEXT], &mut out).unwrap();
+        c.seal_chunk(&vec![0; MAX_CHUNK_PLAINTEXT], &mut out)
+            .unwrap();
         assert_eq!(out.len(), MAX_CHUNK_SIZE);
         assert_eq!(&out[..2], &[0xff, 0xfd]);
     }

@@ -240,10 +240,7 @@ pub trait WriteExt {
     fn put_dynamic_bytes(&mut self, b: &[u8]) -> Result<(), EncodeError>;
     /// A `dynamic_size` value: reserves the `u32` length, runs `f`, then
     /// back-patches the length with what `f` wrote.
-    fn put_dynamic<E>(
-        &mut self,
-        f: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<(), E>
+    fn put_dynamic<E>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E>
     where
         E: From<EncodeError>;
 }
@@ -281,10 +278,7 @@ impl WriteExt for Vec<u8> {
         self.extend_from_slice(b);
         Ok(())
     }
-    fn put_dynamic<E>(
-        &mut self,
-        f: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<(), E>
+    fn put_dynamic<E>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E>
     where
         E: From<EncodeError>,
     {
@@ -402,7 +396,10 @@ mod tests {
         big.put_dynamic_bytes(&[b'a'; 48]).unwrap();
         assert!(matches!(
             Reader::new(&big).bounded_bytes(51),
-            Err(DecodeError::SizeLimitExceeded { size: 52, limit: 51 })
+            Err(DecodeError::SizeLimitExceeded {
+                size: 52,
+                limit: 51
+            })
         ));
     }
 

@@ -528,7 +528,14 @@ mod tests {
         assert_eq!(a.status(), Status::AwaitingDecision);
         assert_eq!(b.status(), Status::AwaitingDecision);
         assert_eq!(a.remote().unwrap().peer_id, identity(2).peer_id);
-        assert!(a.remote().unwrap().metadata.as_ref().unwrap().disable_mempool);
+        assert!(
+            a.remote()
+                .unwrap()
+                .metadata
+                .as_ref()
+                .unwrap()
+                .disable_mempool
+        );
         assert_eq!(b.remote().unwrap().connection_message.port, Some(9732));
         a.accept().unwrap();
         b.accept().unwrap();
@@ -594,8 +601,11 @@ mod tests {
         let mut b = Handshake::new(config(identity(2), true, 1)).unwrap();
         let _ = pump(&mut a, &mut b);
         a.accept().unwrap();
-        b.nack(Motive::TooManyConnections, vec!["1.2.3.4:1".parse().unwrap()])
-            .unwrap();
+        b.nack(
+            Motive::TooManyConnections,
+            vec!["1.2.3.4:1".parse().unwrap()],
+        )
+        .unwrap();
         let (ra, _) = pump(&mut a, &mut b);
         assert_eq!(
             ra,
@@ -613,7 +623,10 @@ mod tests {
         let points = vec!["1.2.3.4:1".parse().unwrap(); 101];
         assert!(matches!(
             b.nack(Motive::NoMotive, points),
-            Err(HandshakeError::Encoding(EncodeError::ListTooLong { len: 101, max: 100 }))
+            Err(HandshakeError::Encoding(EncodeError::ListTooLong {
+                len: 101,
+                max: 100
+            }))
         ));
         assert!(b.output().is_empty());
         assert_eq!(b.status(), Status::AwaitingDecision);
@@ -626,7 +639,10 @@ mod tests {
         cfg.pow_target = PowTarget::new(256.0).unwrap();
         let mut b = Handshake::new(cfg).unwrap();
         let (_, rb) = pump(&mut a, &mut b);
-        assert_eq!(rb, Err(HandshakeError::NotEnoughProofOfWork(identity(1).peer_id)));
+        assert_eq!(
+            rb,
+            Err(HandshakeError::NotEnoughProofOfWork(identity(1).peer_id))
+        );
         // b never sent its metadata.
         assert_eq!(b.status(), Status::Failed);
     }

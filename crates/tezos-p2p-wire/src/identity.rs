@@ -115,7 +115,10 @@ impl FromStr for PeerId {
         if s.len() > 64 {
             return Err(bad());
         }
-        let data = bs58::decode(s).with_check(None).into_vec().map_err(|_| bad())?;
+        let data = bs58::decode(s)
+            .with_check(None)
+            .into_vec()
+            .map_err(|_| bad())?;
         if data.len() != 2 + PEER_ID_LEN || data[..2] != PEER_ID_PREFIX {
             return Err(bad());
         }
@@ -351,7 +354,8 @@ pub fn generate_stamp(
     let attempts = AtomicU64::new(0);
     let start = Instant::now();
     let expected_attempts = 2f64.powf(target.level());
-    let stop = || done.load(Ordering::Relaxed) || search.cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    let stop =
+        || done.load(Ordering::Relaxed) || search.cancel.is_some_and(|c| c.load(Ordering::Relaxed));
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -536,7 +540,9 @@ impl Identity {
         }
         if let Some(t) = expected {
             if !t.check(&public_key, &stamp) {
-                return Err(IdentityError::InsufficientPow { expected: t.level() });
+                return Err(IdentityError::InsufficientPow {
+                    expected: t.level(),
+                });
             }
         }
         Ok(Identity {
@@ -577,9 +583,14 @@ mod tests {
             hex::encode(id.public_key.0),
             "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f"
         );
-        assert_eq!(hex::encode(id.peer_id.0), "357fd15fe2b6a349c87d4ace8f30f3f2");
+        assert_eq!(
+            hex::encode(id.peer_id.0),
+            "357fd15fe2b6a349c87d4ace8f30f3f2"
+        );
         assert_eq!(id.peer_id.to_string(), "idrAta9tLVKFCVMECJb62aQXbEBYBo");
-        assert!(PowTarget::new(27.0).unwrap().check(&id.public_key, &id.proof_of_work_stamp));
+        assert!(PowTarget::new(27.0)
+            .unwrap()
+            .check(&id.public_key, &id.proof_of_work_stamp));
         assert_eq!(id.pow_level(), 27);
     }
 
@@ -679,7 +690,12 @@ mod tests {
             cancel: Some(&cancel),
             ..PowSearch::default()
         };
-        assert!(generate_stamp(&id.public_key, &PowTarget::new(256.0).unwrap(), &search, |_| {})
-            .is_none());
+        assert!(generate_stamp(
+            &id.public_key,
+            &PowTarget::new(256.0).unwrap(),
+            &search,
+            |_| {}
+        )
+        .is_none());
     }
 }

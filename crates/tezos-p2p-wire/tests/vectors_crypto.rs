@@ -48,7 +48,10 @@ fn load(file: &str) -> Vec<Value> {
     let mut names = HashSet::new();
     for v in &vectors {
         let name = v["name"].as_str().expect("every entry has a name");
-        assert!(names.insert(name.to_owned()), "{file}: duplicate entry name {name}");
+        assert!(
+            names.insert(name.to_owned()),
+            "{file}: duplicate entry name {name}"
+        );
     }
     vectors
 }
@@ -89,7 +92,9 @@ fn name(e: &Value) -> &str {
 }
 
 fn kind(e: &Value) -> &str {
-    e["kind"].as_str().unwrap_or_else(|| panic!("{}: no kind", name(e)))
+    e["kind"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: no kind", name(e)))
 }
 
 fn s<'a>(v: &'a Value, field: &str) -> &'a str {
@@ -152,7 +157,10 @@ fn seal_one(key: &SessionKey, nonce: Nonce, plaintext: &[u8]) -> Vec<u8> {
 
 /// Checks the header of a framed chunk and opens it with `cipher`.
 fn open_framed(cipher: &mut ChunkCipher, chunk: &[u8], what: &str) -> Vec<u8> {
-    assert!(chunk.len() >= HEADER_LEN + TAG_LEN, "{what}: chunk too short");
+    assert!(
+        chunk.len() >= HEADER_LEN + TAG_LEN,
+        "{what}: chunk too short"
+    );
     let len = chunk_body_len([chunk[0], chunk[1]]).unwrap();
     assert_eq!(len, chunk.len() - HEADER_LEN, "{what}: length header");
     let mut body = chunk[HEADER_LEN..].to_vec();
@@ -167,8 +175,14 @@ fn assert_tamper_fails(key: &SessionKey, nonce: Nonce, chunk: &[u8], what: &str)
     for i in [HEADER_LEN, chunk.len() - 1] {
         let mut body = chunk[HEADER_LEN..].to_vec();
         body[i - HEADER_LEN] ^= 0x01;
-        let r = ChunkCipher::new(key.clone(), nonce).open_chunk(&mut body).map(|_| ());
-        assert_eq!(r, Err(CryptoError::Decipher), "{what}: tampered byte {i} opened");
+        let r = ChunkCipher::new(key.clone(), nonce)
+            .open_chunk(&mut body)
+            .map(|_| ());
+        assert_eq!(
+            r,
+            Err(CryptoError::Decipher),
+            "{what}: tampered byte {i} opened"
+        );
     }
 }
 
@@ -198,7 +212,11 @@ fn identities() {
                 check_peer_id(&pk, x, what);
                 let h = pow_hash(&pk, &stamp);
                 assert_eq!(hex::encode(h), s(x, "pow_hash"), "{what}: pow_hash");
-                assert_eq!(u64::from(pow_level(&h)), uint(x, "pow_level"), "{what}: pow_level");
+                assert_eq!(
+                    u64::from(pow_level(&h)),
+                    uint(x, "pow_level"),
+                    "{what}: pow_level"
+                );
                 let pow_ok = x["pow_ok"].as_object().expect("pow_ok map");
                 assert!(!pow_ok.is_empty(), "{what}: empty pow_ok");
                 for (t, ok) in pow_ok {
@@ -311,7 +329,11 @@ fn nonces() {
                 assert_eq!(r2i, nonce(x, "resp_to_init"), "{what}: resp_to_init");
                 // The other side of the same connection sees them swapped.
                 let peer = derive_nonces(&recv, &sent, !incoming);
-                assert_eq!((peer.local, peer.remote), (n.remote, n.local), "{what}: peer view");
+                assert_eq!(
+                    (peer.local, peer.remote),
+                    (n.remote, n.local),
+                    "{what}: peer view"
+                );
                 tally.checked("nonce_derivation");
             }
             "nonce_increment" => {
@@ -326,9 +348,9 @@ fn nonces() {
                 assert_eq!(stepped, want, "{what}: {steps} x increment");
                 let mut via_next = start;
                 for _ in 0..steps {
-                    via_next.next();
+                    via_next.fetch_increment();
                 }
-                assert_eq!(via_next, want, "{what}: {steps} x next");
+                assert_eq!(via_next, want, "{what}: {steps} x fetch_increment");
                 tally.checked("nonce_increment");
             }
             k => panic!("nonces.json: {what}: unknown kind {k}"),
@@ -343,7 +365,9 @@ fn check_chunked_message(e: &Value) {
     let key = key(i, "precomputed_key");
     let first = nonce(i, "first_nonce");
     let message = bytes(i, "message");
-    let size = i.get("binary_chunks_size").map_or(65535, |v| v.as_u64().unwrap()) as usize;
+    let size = i
+        .get("binary_chunks_size")
+        .map_or(65535, |v| v.as_u64().unwrap()) as usize;
     let piece = check_binary_chunks_size(size).unwrap();
     assert!(piece <= MAX_CHUNK_PLAINTEXT);
     if size == 65535 {
@@ -374,7 +398,10 @@ fn check_chunked_message(e: &Value) {
         let mut out = Vec::new();
         tx.seal_chunk(p, &mut out).unwrap();
         assert_eq!(out.len(), p.len() + HEADER_LEN + TAG_LEN);
-        assert!(out.len() <= size, "{what}: chunk {n} larger than binary_chunks_size");
+        assert!(
+            out.len() <= size,
+            "{what}: chunk {n} larger than binary_chunks_size"
+        );
         assert_eq!(hex::encode(&out), hex::encode(want), "{what}: chunk {n}");
         reassembled.extend(open_framed(&mut rx, want, &format!("{what}: chunk {n}")));
         wire.extend(out);
@@ -382,7 +409,11 @@ fn check_chunked_message(e: &Value) {
     assert_eq!(reassembled, message, "{what}: reassembly");
     assert_eq!(wire, want_chunks.concat());
     assert_eq!(tx.nonce(), nonce(x, "next_nonce"), "{what}: next_nonce");
-    assert_eq!(rx.nonce(), nonce(x, "next_nonce"), "{what}: receiver next_nonce");
+    assert_eq!(
+        rx.nonce(),
+        nonce(x, "next_nonce"),
+        "{what}: receiver next_nonce"
+    );
     assert_eq!(
         nonce_plus(first, pieces.len() as u64),
         nonce(x, "next_nonce"),
@@ -425,11 +456,19 @@ fn chunks() {
                 let pt = bytes(i, "plaintext");
                 let ct = bytes(x, "ciphertext");
                 assert_eq!(ct.len(), pt.len() + TAG_LEN);
-                assert_eq!(hex::encode(k.seal(&n, &pt)), hex::encode(&ct), "{what}: seal");
+                assert_eq!(
+                    hex::encode(k.seal(&n, &pt)),
+                    hex::encode(&ct),
+                    "{what}: seal"
+                );
                 assert_eq!(k.open(&n, &ct).unwrap(), pt, "{what}: open");
                 let mut bad = ct.clone();
                 bad[0] ^= 0x80;
-                assert_eq!(k.open(&n, &bad), Err(CryptoError::Decipher), "{what}: tamper");
+                assert_eq!(
+                    k.open(&n, &bad),
+                    Err(CryptoError::Decipher),
+                    "{what}: tamper"
+                );
                 tally.checked("box");
             }
             "chunk" => {
@@ -441,7 +480,11 @@ fn chunks() {
                 let n = nonce_plus(base, index);
                 assert_eq!(n, nonce(x, "nonce"), "{what}: base_nonce + nonce_index");
                 // Encryption.
-                assert_eq!(hex::encode(seal_one(&k, n, &pt)), hex::encode(&chunk), "{what}: seal");
+                assert_eq!(
+                    hex::encode(seal_one(&k, n, &pt)),
+                    hex::encode(&chunk),
+                    "{what}: seal"
+                );
                 // Decryption, and the nonce moves on by one.
                 let mut rx = ChunkCipher::new(k.clone(), n);
                 assert_eq!(open_framed(&mut rx, &chunk, what), pt, "{what}: open");
@@ -527,7 +570,10 @@ impl Direction {
 
     /// Moves on to `index` when the capture skipped chunks.
     fn skip_to(&mut self, key: &SessionKey, index: u64) {
-        assert!(index >= self.next_index, "nonce index {index} goes backwards");
+        assert!(
+            index >= self.next_index,
+            "nonce index {index} goes backwards"
+        );
         if index != self.next_index {
             let n = nonce_plus(self.base, index);
             self.sealer = ChunkCipher::new(key.clone(), n);
@@ -560,10 +606,18 @@ fn check_session(e: &Value) {
     let remote_pk = PublicKey(recv_msg[4..36].try_into().unwrap());
 
     let key = SessionKey::precompute(&remote_pk, &local_sk).unwrap();
-    assert_eq!(key, self::key(x, "precomputed_key"), "{what}: precomputed_key");
+    assert_eq!(
+        key,
+        self::key(x, "precomputed_key"),
+        "{what}: precomputed_key"
+    );
     let nonces = derive_nonces(&sent_msg, &recv_msg, incoming);
     assert_eq!(nonces.local, nonce(x, "local_nonce"), "{what}: local_nonce");
-    assert_eq!(nonces.remote, nonce(x, "remote_nonce"), "{what}: remote_nonce");
+    assert_eq!(
+        nonces.remote,
+        nonce(x, "remote_nonce"),
+        "{what}: remote_nonce"
+    );
 
     let mut sent = Direction::new(&key, nonces.local);
     let mut received = Direction::new(&key, nonces.remote);
@@ -588,7 +642,11 @@ fn check_session(e: &Value) {
             dir.opener.nonce(),
             "{here}: nonce bookkeeping"
         );
-        assert_eq!(open_framed(&mut dir.opener, &chunk, &here), pt, "{here}: plaintext");
+        assert_eq!(
+            open_framed(&mut dir.opener, &chunk, &here),
+            pt,
+            "{here}: plaintext"
+        );
         // Re-sealing gives the same bytes (for received chunks this is the
         // peer's sealing, reproduced from the shared key).
         let mut out = Vec::new();
@@ -598,5 +656,8 @@ fn check_session(e: &Value) {
         dir.count += 1;
     }
     assert_eq!(sent.count + received.count, chunks.len());
-    assert!(sent.count > 0 && received.count > 0, "{what}: both directions present");
+    assert!(
+        sent.count > 0 && received.count > 0,
+        "{what}: both directions present"
+    );
 }

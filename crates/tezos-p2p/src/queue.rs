@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 /// The sending side; cheap to clone.
 pub(crate) struct Sender<T> {
-    tx: mpsc::UnboundedSender<(T, u32)>,
+    tx: mpsc::UnboundedSender<Item<T>>,
     shared: Arc<Shared>,
 }
 
@@ -28,8 +28,17 @@ impl<T> Clone for Sender<T> {
 
 /// The receiving side.
 pub(crate) struct Receiver<T> {
-    rx: mpsc::UnboundedReceiver<(T, u32)>,
+    rx: mpsc::UnboundedReceiver<Item<T>>,
     shared: Arc<Shared>,
+    /// Set once the close marker was popped.
+    done: bool,
+}
+
+/// What travels in the channel: items with their cost in permits, and the
+/// marker that wakes a waiting receiver when the queue is closed.
+enum Item<T> {
+    Value(T, u32),
+    Closed,
 }
 
 struct Shared {
@@ -56,7 +65,11 @@ pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             tx,
             shared: shared.clone(),
         },
-        Receiver { rx, shared },
+        Receiver {
+            rx,
+            shared,
+            done: false,
+        },
     )
 }
 
@@ -77,7 +90,7 @@ impl<T> Sender<T> {
             .await
             .map_err(|_| Closed)?;
         permit.forget();
-        self.tx.send((item, cost)).map_err(|_| Closed)
+        self.tx.send(Item::Value(item, cost)).map_err(|_| Closed)
     }
 
     /// Pushes `item` if there is room now; `Ok(false)` drops it.
@@ -89,7 +102,7 @@ impl<T> Sender<T> {
         match self.shared.permits.try_acquire_many(cost) {
             Ok(permit) => {
                 permit.forget();
-                self.tx.send((item, cost)).map_err(|_| Closed)?;
+                self.tx.send(Item::Value(item, cost)).map_err(|_| Closed)?;
                 Ok(true)
             }
             Err(tokio::sync::TryAcquireError::NoPermits) => Ok(false),
@@ -100,13 +113,16 @@ impl<T> Sender<T> {
     /// Pushes `item` whatever the queue holds (for the final error of a
     /// reader, which must not wait for room).
     pub(crate) fn force_push(&self, item: T) -> Result<(), Closed> {
-        self.tx.send((item, 0)).map_err(|_| Closed)
+        self.tx.send(Item::Value(item, 0)).map_err(|_| Closed)
     }
 
     /// Closes the queue: pending and later pushes fail, pops drain what
     /// is left.
     pub(crate) fn close(&self) {
         self.shared.close();
+        // Wakes a receiver waiting on an empty queue; items pushed before
+        // stay ahead of the marker.
+        let _ = self.tx.send(Item::Closed);
     }
 }
 
@@ -119,22 +135,35 @@ impl Shared {
 
 impl<T> Receiver<T> {
     /// Pops the oldest item, waiting for one; `None` once the queue is
-    /// closed and empty, or every sender is gone.
+    /// closed and drained, or every sender is gone.
     pub(crate) async fn pop(&mut self) -> Option<T> {
-        let (item, cost) = if self.shared.closed.load(Ordering::Acquire) {
-            self.rx.try_recv().ok()?
-        } else {
-            self.rx.recv().await?
-        };
-        self.shared.permits.add_permits(cost as usize);
-        Some(item)
+        if self.done {
+            return None;
+        }
+        let item = self.rx.recv().await;
+        self.take(item)
     }
 
     /// Pops the oldest item if there is one.
     pub(crate) fn try_pop(&mut self) -> Option<T> {
-        let (item, cost) = self.rx.try_recv().ok()?;
-        self.shared.permits.add_permits(cost as usize);
-        Some(item)
+        if self.done {
+            return None;
+        }
+        let item = self.rx.try_recv().ok()?;
+        self.take(Some(item))
+    }
+
+    fn take(&mut self, item: Option<Item<T>>) -> Option<T> {
+        match item {
+            Some(Item::Value(v, cost)) => {
+                self.shared.permits.add_permits(cost as usize);
+                Some(v)
+            }
+            Some(Item::Closed) | None => {
+                self.done = true;
+                None
+            }
+        }
     }
 
     /// Closes the queue from the receiving side.
@@ -191,6 +220,15 @@ mod tests {
         assert_eq!(tx.try_push(3, 1), Err(Closed));
         assert_eq!(rx.pop().await, Some(1));
         assert_eq!(rx.pop().await, None);
+    }
+
+    #[tokio::test]
+    async fn close_wakes_a_waiting_receiver() {
+        let (tx, mut rx) = bounded::<u32>(10);
+        let waiting = tokio::spawn(async move { rx.pop().await });
+        tokio::task::yield_now().await;
+        tx.close();
+        assert_eq!(waiting.await.unwrap(), None);
     }
 
     #[tokio::test]

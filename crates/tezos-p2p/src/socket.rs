@@ -233,7 +233,11 @@ pub struct AuthenticatedConnection<M> {
 
 impl<M> fmt::Debug for AuthenticatedConnection<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AuthenticatedConnection({}@{})", self.info.peer_id, self.remote_addr)
+        write!(
+            f,
+            "AuthenticatedConnection({}@{})",
+            self.info.peer_id, self.remote_addr
+        )
     }
 }
 
@@ -332,7 +336,13 @@ pub async fn authenticate<M: ConnMeta>(
     guarded(
         &cfg.cancel,
         cfg.timeout,
-        drive(&mut stream, &io, &mut handshake, &mut pending, cfg.remote_addr),
+        drive(
+            &mut stream,
+            &io,
+            &mut handshake,
+            &mut pending,
+            cfg.remote_addr,
+        ),
     )
     .await?;
     let remote = handshake
@@ -549,8 +559,16 @@ impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
         let span = tracing::debug_span!("conn", peer = %info.peer_id, addr = %info.id_point.0);
         let decoder = MessageDecoder::with_max_message_size(opts.max_message_size);
         let reader = tokio::spawn(
-            reader_loop(rd, io.clone(), receiver, decoder, read_tx, pending, cancel.clone())
-                .instrument(span.clone()),
+            reader_loop(
+                rd,
+                io.clone(),
+                receiver,
+                decoder,
+                read_tx,
+                pending,
+                cancel.clone(),
+            )
+            .instrument(span.clone()),
         );
         let writer = tokio::spawn(
             writer_loop(wr, io.clone(), sender, write_rx, piece, cancel.clone()).instrument(span),
@@ -713,7 +731,8 @@ impl<A, M> Connection<A, M> {
             }
         }
         self.inner.cancel.cancel();
-        let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tasks {
             let _ = t.await;
         }

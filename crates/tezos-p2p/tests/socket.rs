@@ -2,66 +2,30 @@
 //! (shared/spec/octez-p2p-tests.md §1.6, §2.3), over real loopback TCP.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 use tezos_p2p::scheduler::{IoScheduler, SchedulerConfig};
 use tezos_p2p::socket::{
     authenticate, check_binary_chunks_size, AcceptOptions, AuthConfig, AuthenticatedConnection,
-    Connection, SocketError,
+    SocketError,
 };
-use tezos_p2p::transport::{BoxStream, TcpOptions, Transport};
-use tezos_p2p::wire::identity::{Identity, PowStamp, PowTarget, SecretKey};
+use tezos_p2p::transport::BoxStream;
+use tezos_p2p::wire::identity::{Identity, PowTarget};
 use tezos_p2p::wire::message::{OctezMetadata, P2pMessage, RawMessage};
 use tezos_p2p::wire::rejection::Motive;
-use tezos_p2p::wire::version::{ChainName, NetworkVersion};
 
-type Conn = Connection<RawMessage, OctezMetadata>;
+mod common;
+use common::*;
 
-fn identity(seed: u8) -> Arc<Identity> {
-    Arc::new(Identity::from_secret_key(
-        SecretKey([seed; 32]),
-        PowStamp([seed; 24]),
-    ))
-}
-
-fn version(p2p_version: u16) -> NetworkVersion {
-    NetworkVersion {
-        chain_name: ChainName::from("TEZOS_TEST"),
-        distributed_db_version: 2,
-        p2p_version,
-    }
-}
-
-fn auth(id: Arc<Identity>, incoming: bool, remote_addr: SocketAddr) -> AuthConfig<OctezMetadata> {
-    AuthConfig {
-        identity: id,
-        pow_target: PowTarget::new(0.0).unwrap(),
-        incoming,
-        remote_addr,
-        listening_port: Some(9732),
-        version: version(1),
-        metadata: OctezMetadata::default(),
-        cancel: CancellationToken::new(),
-        timeout: Some(Duration::from_secs(10)),
-    }
-}
-
-/// A connected pair of TCP streams: (client, server, client's address,
-/// server's address).
-async fn tcp_pair() -> (BoxStream, BoxStream, SocketAddr, SocketAddr) {
-    let transport = Transport::Tcp(TcpOptions::default());
-    let listener = transport.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let server_addr = listener.local_addr();
-    let (client, accepted) = tokio::join!(transport.connect(server_addr), listener.accept());
-    let (server, client_addr) = accepted.unwrap();
-    (client.unwrap(), server, client_addr, server_addr)
-}
-
-type AuthResult = Result<(tezos_p2p::socket::ConnectionInfo<OctezMetadata>, AuthenticatedConnection<OctezMetadata>), SocketError>;
+type AuthResult = Result<
+    (
+        tezos_p2p::socket::ConnectionInfo<OctezMetadata>,
+        AuthenticatedConnection<OctezMetadata>,
+    ),
+    SocketError,
+>;
 
 /// Runs `authenticate` on both ends: (client's result, server's result).
 async fn authenticate_pair(
@@ -86,29 +50,11 @@ async fn authenticate_pair(
 
 async fn connected_pair_with(opts: AcceptOptions) -> (Conn, Conn) {
     let sched = IoScheduler::new(SchedulerConfig::default());
-    let any: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let (c, s) = authenticate_pair(
-        &sched,
-        auth(identity(1), false, any),
-        auth(identity(2), true, any),
-    )
-    .await;
-    let (_, c) = c.unwrap();
-    let (_, s) = s.unwrap();
-    let (c, s) = tokio::join!(c.accept(opts.clone()), s.accept(opts));
-    (c.unwrap(), s.unwrap())
+    connected_pair_on(&sched, &sched, opts).await
 }
 
 async fn connected_pair() -> (Conn, Conn) {
     connected_pair_with(AcceptOptions::default()).await
-}
-
-fn app(tag: u16, body: Vec<u8>) -> P2pMessage<RawMessage> {
-    P2pMessage::Message(RawMessage { tag, body })
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    (0..n).map(|_| rand::random::<u8>()).collect()
 }
 
 #[tokio::test]
@@ -152,7 +98,12 @@ async fn authenticated_peers_see_each_other() {
 async fn nack_without_points_rejects_with_motive() {
     let sched = IoScheduler::new(SchedulerConfig::default());
     let any: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let (c, s) = authenticate_pair(&sched, auth(identity(1), false, any), auth(identity(2), true, any)).await;
+    let (c, s) = authenticate_pair(
+        &sched,
+        auth(identity(1), false, any),
+        auth(identity(2), true, any),
+    )
+    .await;
     let (_, c) = c.unwrap();
     let (_, s) = s.unwrap();
     let (c, s) = tokio::join!(
@@ -173,10 +124,18 @@ async fn nack_without_points_rejects_with_motive() {
 async fn nack_with_points_carries_them() {
     let sched = IoScheduler::new(SchedulerConfig::default());
     let any: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let (c, s) = authenticate_pair(&sched, auth(identity(1), false, any), auth(identity(2), true, any)).await;
+    let (c, s) = authenticate_pair(
+        &sched,
+        auth(identity(1), false, any),
+        auth(identity(2), true, any),
+    )
+    .await;
     let (_, c) = c.unwrap();
     let (_, s) = s.unwrap();
-    let points = vec!["203.0.113.5:9732".parse().unwrap(), "[2001:db8::1]:9732".parse().unwrap()];
+    let points = vec![
+        "203.0.113.5:9732".parse().unwrap(),
+        "[2001:db8::1]:9732".parse().unwrap(),
+    ];
     let (s, c) = tokio::join!(
         s.nack(Motive::TooManyConnections, points.clone()),
         c.accept::<RawMessage>(AcceptOptions::default())
@@ -201,7 +160,10 @@ async fn peer_announcing_p2p_version_0_gets_nack_v0() {
     let (_, c) = c.unwrap();
     let (_, s) = s.unwrap();
     let (s, c) = tokio::join!(
-        s.nack(Motive::TooManyConnections, vec!["1.2.3.4:5".parse().unwrap()]),
+        s.nack(
+            Motive::TooManyConnections,
+            vec!["1.2.3.4:5".parse().unwrap()]
+        ),
         c.accept::<RawMessage>(AcceptOptions::default())
     );
     s.unwrap();
@@ -218,7 +180,12 @@ async fn peer_announcing_p2p_version_0_gets_nack_v0() {
 async fn nack_with_more_than_100_points_fails_before_sending() {
     let sched = IoScheduler::new(SchedulerConfig::default());
     let any: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let (c, s) = authenticate_pair(&sched, auth(identity(1), false, any), auth(identity(2), true, any)).await;
+    let (c, s) = authenticate_pair(
+        &sched,
+        auth(identity(1), false, any),
+        auth(identity(2), true, any),
+    )
+    .await;
     let (_, c) = c.unwrap();
     let (_, s) = s.unwrap();
     let points = vec!["1.2.3.4:5".parse().unwrap(); 101];
@@ -226,7 +193,9 @@ async fn nack_with_more_than_100_points_fails_before_sending() {
     assert!(matches!(err, SocketError::Encoding(_)), "{err:?}");
     // Nothing was sent: the client sees the socket close, not a Nack.
     assert_eq!(
-        c.accept::<RawMessage>(AcceptOptions::default()).await.unwrap_err(),
+        c.accept::<RawMessage>(AcceptOptions::default())
+            .await
+            .unwrap_err(),
         SocketError::RejectedSocketConnection
     );
 }
@@ -252,7 +221,10 @@ async fn hold_open_peer(
     mut stream: BoxStream,
     id: Identity,
     incoming: bool,
-) -> (BoxStream, Result<(), tezos_p2p::wire::handshake::HandshakeError>) {
+) -> (
+    BoxStream,
+    Result<(), tezos_p2p::wire::handshake::HandshakeError>,
+) {
     use tezos_p2p::wire::handshake::{Handshake, HandshakeConfig, Status};
     let mut hs = Handshake::new(HandshakeConfig {
         identity: id,
@@ -291,7 +263,10 @@ async fn same_identity_is_myself() {
         hold_open_peer(c, (*identity(1)).clone(), false),
         authenticate(s, sched.register(), auth(identity(1), true, caddr))
     );
-    assert_eq!(peer, Err(tezos_p2p::wire::handshake::HandshakeError::Myself));
+    assert_eq!(
+        peer,
+        Err(tezos_p2p::wire::handshake::HandshakeError::Myself)
+    );
     assert_eq!(server.unwrap_err(), SocketError::Myself(caddr));
 }
 
@@ -414,7 +389,10 @@ async fn close_during_read_fails_the_reader_with_connection_closed() {
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
     s.close(false).await;
-    assert_eq!(reader.await.unwrap().unwrap_err(), SocketError::ConnectionClosed);
+    assert_eq!(
+        reader.await.unwrap().unwrap_err(),
+        SocketError::ConnectionClosed
+    );
     // And later reads keep failing.
     assert_eq!(c.read().await.unwrap_err(), SocketError::ConnectionClosed);
 }
@@ -487,9 +465,11 @@ async fn garbled_data_is_a_decoding_error_and_the_peer_then_sees_a_close() {
     let (c, s) = connected_pair().await;
     // Bytes inside the encrypted channel that do not decode: size 4, then
     // an unknown tag.
-    s.write_encoded(bytes::Bytes::from_static(&[0, 0, 0, 4, 0, 0x07, 0xff, 0xff]))
-        .await
-        .unwrap();
+    s.write_encoded(bytes::Bytes::from_static(&[
+        0, 0, 0, 4, 0, 0x07, 0xff, 0xff,
+    ]))
+    .await
+    .unwrap();
     let err = c.read().await.unwrap_err();
     assert!(matches!(err, SocketError::Decoding(_)), "{err:?}");
     assert!(c.is_closed());
