@@ -4,47 +4,37 @@
 //! The bound is a semaphore of byte permits: a push takes the item's size
 //! in permits (waiting while the queue is full) and a pop gives them back.
 //! An item larger than the whole capacity counts as the capacity, so it
-//! can still pass once the queue is empty.
+//! can still pass once the queue is empty. An empty queue holds no buffer,
+//! so idle connections cost little.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
 
 /// The sending side; cheap to clone.
 pub(crate) struct Sender<T> {
-    tx: mpsc::UnboundedSender<Item<T>>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<T>>,
 }
 
-impl<T> Clone for Sender<T> {
-    fn clone(&self) -> Self {
-        Sender {
-            tx: self.tx.clone(),
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-/// The receiving side.
+/// The receiving side (there is exactly one).
 pub(crate) struct Receiver<T> {
-    rx: mpsc::UnboundedReceiver<Item<T>>,
-    shared: Arc<Shared>,
-    /// Set once the close marker was popped.
-    done: bool,
+    shared: Arc<Shared<T>>,
 }
 
-/// What travels in the channel: items with their cost in permits, and the
-/// marker that wakes a waiting receiver when the queue is closed.
-enum Item<T> {
-    Value(T, u32),
-    Closed,
-}
-
-struct Shared {
+struct Shared<T> {
+    state: Mutex<State<T>>,
     permits: Semaphore,
     capacity: u32,
-    closed: AtomicBool,
+    /// Wakes the receiver: with one receiver, `notify_one`'s stored permit
+    /// covers a push between its check and its wait.
+    wake: Notify,
+}
+
+struct State<T> {
+    items: VecDeque<(T, u32)>,
+    closed: bool,
+    senders: usize,
 }
 
 /// The queue was closed: nobody will pop (or push) any more.
@@ -55,27 +45,70 @@ pub(crate) struct Closed;
 pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
     let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            closed: false,
+            senders: 1,
+        }),
         permits: Semaphore::new(capacity as usize),
         capacity,
-        closed: AtomicBool::new(false),
+        wake: Notify::new(),
     });
-    let (tx, rx) = mpsc::unbounded_channel();
     (
         Sender {
-            tx,
             shared: shared.clone(),
         },
-        Receiver {
-            rx,
-            shared,
-            done: false,
-        },
+        Receiver { shared },
     )
 }
 
-impl Shared {
+impl<T> Shared<T> {
+    fn state(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn cost(&self, size: usize) -> u32 {
         size.min(self.capacity as usize).max(1) as u32
+    }
+
+    /// Appends an item whose permits were taken.
+    fn enqueue(&self, item: T, cost: u32) -> Result<(), Closed> {
+        let mut st = self.state();
+        if st.closed {
+            return Err(Closed);
+        }
+        st.items.push_back((item, cost));
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn close(&self) -> VecDeque<(T, u32)> {
+        let mut st = self.state();
+        st.closed = true;
+        self.permits.close();
+        self.wake.notify_one();
+        std::mem::take(&mut st.items)
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.state().senders += 1;
+        Sender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut st = self.shared.state();
+        st.senders -= 1;
+        if st.senders == 0 {
+            drop(st);
+            self.shared.wake.notify_one();
+        }
     }
 }
 
@@ -90,46 +123,44 @@ impl<T> Sender<T> {
             .await
             .map_err(|_| Closed)?;
         permit.forget();
-        self.tx.send(Item::Value(item, cost)).map_err(|_| Closed)
+        self.shared.enqueue(item, cost)
     }
 
     /// Pushes `item` if there is room now; `Ok(false)` drops it.
     pub(crate) fn try_push(&self, item: T, size: usize) -> Result<bool, Closed> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(Closed);
-        }
         let cost = self.shared.cost(size);
         match self.shared.permits.try_acquire_many(cost) {
             Ok(permit) => {
                 permit.forget();
-                self.tx.send(Item::Value(item, cost)).map_err(|_| Closed)?;
+                self.shared.enqueue(item, cost)?;
                 Ok(true)
             }
-            Err(tokio::sync::TryAcquireError::NoPermits) => Ok(false),
-            Err(tokio::sync::TryAcquireError::Closed) => Err(Closed),
+            Err(TryAcquireError::NoPermits) => Ok(false),
+            Err(TryAcquireError::Closed) => Err(Closed),
         }
     }
 
     /// Pushes `item` whatever the queue holds (for the final error of a
-    /// reader, which must not wait for room).
+    /// reader, which must not wait for room). Counts for nothing.
     pub(crate) fn force_push(&self, item: T) -> Result<(), Closed> {
-        self.tx.send(Item::Value(item, 0)).map_err(|_| Closed)
+        let mut st = self.shared.state();
+        if st.closed {
+            return Err(Closed);
+        }
+        st.items.push_back((item, 0));
+        drop(st);
+        self.shared.wake.notify_one();
+        Ok(())
     }
 
     /// Closes the queue: pending and later pushes fail, pops drain what
     /// is left.
     pub(crate) fn close(&self) {
-        self.shared.close();
-        // Wakes a receiver waiting on an empty queue; items pushed before
-        // stay ahead of the marker.
-        let _ = self.tx.send(Item::Closed);
-    }
-}
-
-impl Shared {
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.permits.close();
+        let mut st = self.shared.state();
+        st.closed = true;
+        self.shared.permits.close();
+        drop(st);
+        self.shared.wake.notify_one();
     }
 }
 
@@ -137,45 +168,51 @@ impl<T> Receiver<T> {
     /// Pops the oldest item, waiting for one; `None` once the queue is
     /// closed and drained, or every sender is gone.
     pub(crate) async fn pop(&mut self) -> Option<T> {
-        if self.done {
-            return None;
+        loop {
+            match self.try_take() {
+                Ok(item) => return item,
+                Err(()) => self.shared.wake.notified().await,
+            }
         }
-        let item = self.rx.recv().await;
-        self.take(item)
+    }
+
+    /// Whether no item is queued now.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shared.state().items.is_empty()
     }
 
     /// Pops the oldest item if there is one.
     pub(crate) fn try_pop(&mut self) -> Option<T> {
-        if self.done {
-            return None;
-        }
-        let item = self.rx.try_recv().ok()?;
-        self.take(Some(item))
+        self.try_take().ok().flatten()
     }
 
-    fn take(&mut self, item: Option<Item<T>>) -> Option<T> {
-        match item {
-            Some(Item::Value(v, cost)) => {
-                self.shared.permits.add_permits(cost as usize);
-                Some(v)
+    /// `Ok(Some)` an item, `Ok(None)` the end, `Err` nothing yet.
+    fn try_take(&mut self) -> Result<Option<T>, ()> {
+        let mut st = self.shared.state();
+        if let Some((item, cost)) = st.items.pop_front() {
+            if st.items.is_empty() && st.items.capacity() > 16 {
+                // Give a burst's memory back.
+                st.items = VecDeque::new();
             }
-            Some(Item::Closed) | None => {
-                self.done = true;
-                None
-            }
+            drop(st);
+            self.shared.permits.add_permits(cost as usize);
+            return Ok(Some(item));
         }
+        if st.closed || st.senders == 0 {
+            return Ok(None);
+        }
+        Err(())
     }
 
-    /// Closes the queue from the receiving side.
-    pub(crate) fn close(&mut self) {
-        self.shared.close();
-        self.rx.close();
+    /// Takes every item left, once closed.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> {
+        self.shared.close().into_iter().map(|(item, _)| item)
     }
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        self.shared.close();
+        drop(self.shared.close());
     }
 }
 
@@ -232,10 +269,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn last_sender_gone_ends_the_receiver_after_draining() {
+        let (tx, mut rx) = bounded::<u32>(10);
+        tx.force_push(7).unwrap();
+        let waiting = tokio::spawn(async move { (rx.pop().await, rx.pop().await) });
+        drop(tx);
+        assert_eq!(waiting.await.unwrap(), (Some(7), None));
+    }
+
+    #[tokio::test]
     async fn dropping_the_receiver_closes_the_queue() {
         let (tx, rx) = bounded::<u32>(10);
         drop(rx);
         assert_eq!(tx.try_push(1, 1), Err(Closed));
         assert_eq!(tx.push(1, 1).await, Err(Closed));
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_gives_its_buffer_back() {
+        let (tx, mut rx) = bounded::<u32>(1 << 20);
+        for i in 0..100 {
+            tx.push(i, 1).await.unwrap();
+        }
+        for _ in 0..100 {
+            rx.pop().await.unwrap();
+        }
+        assert_eq!(rx.shared.state().items.capacity(), 0);
     }
 }

@@ -261,19 +261,39 @@ async fn write_scheduled(
     Ok(())
 }
 
-/// Reads at most `max` more bytes into `buf` through the scheduler.
+/// What an idle connection reads into: a stack buffer, so that waiting for
+/// a peer costs no heap memory.
+const IDLE_READ: usize = 512;
+
+/// Reads at most `max` more bytes into `buf` through the scheduler. When
+/// `buf` is empty the read goes through a small stack buffer first, so an
+/// idle connection holds no read buffer.
 async fn read_scheduled(
     stream: &mut (impl tokio::io::AsyncRead + Unpin),
     io: &ConnectionIo,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<(), SocketError> {
-    let want = io.reserve_read(max).await.clamp(1, max.max(1));
-    buf.reserve(want);
-    let n = stream
-        .read_buf(&mut (&mut *buf).limit(want))
-        .await
-        .map_err(SocketError::from_io)?;
+    let n = if buf.is_empty() {
+        let mut small = [0u8; IDLE_READ];
+        let want = io
+            .reserve_read(IDLE_READ.min(max))
+            .await
+            .clamp(1, IDLE_READ);
+        let n = stream
+            .read(&mut small[..want])
+            .await
+            .map_err(SocketError::from_io)?;
+        buf.extend_from_slice(&small[..n]);
+        n
+    } else {
+        let want = io.reserve_read(max).await.clamp(1, max.max(1));
+        buf.reserve(want);
+        stream
+            .read_buf(&mut (&mut *buf).limit(want))
+            .await
+            .map_err(SocketError::from_io)?
+    };
     if n == 0 {
         return Err(SocketError::ConnectionClosed);
     }
@@ -789,8 +809,8 @@ async fn read_messages<A: AppMessage>(
             }
         }
         buf.drain(..off);
-        if buf.is_empty() && buf.capacity() > read_size {
-            // Idle connections keep no large read buffer.
+        if buf.is_empty() {
+            // Idle connections keep no read buffer.
             buf = Vec::new();
         }
         read_scheduled(&mut rd, io, &mut buf, read_size).await?;
@@ -806,7 +826,7 @@ async fn writer_loop(
     cancel: CancellationToken,
 ) {
     /// How many sealed bytes the writer gathers before one write call.
-    const BATCH: usize = 256 << 10;
+    const BATCH: usize = 64 << 10;
     let mut out = Vec::new();
     let mut waiters = Vec::new();
     let run = async {
@@ -830,9 +850,11 @@ async fn writer_loop(
             }
             write_scheduled(&mut wr, &io, &out).await?;
             wr.flush().await.map_err(SocketError::from_io)?;
-            out.clear();
-            if out.capacity() > 2 * BATCH {
+            if rx.is_empty() {
+                // Idle connections keep no write buffer.
                 out = Vec::new();
+            } else {
+                out.clear();
             }
             for w in waiters.drain(..) {
                 let _ = w.send(Ok(()));
@@ -850,8 +872,7 @@ async fn writer_loop(
         }
         cancel.cancel();
     }
-    rx.close();
-    while let Some(item) = rx.try_pop() {
+    for item in rx.drain() {
         if let Some(d) = item.done {
             let _ = d.send(Err(SocketError::ConnectionClosed));
         }
