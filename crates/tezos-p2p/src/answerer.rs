@@ -1,0 +1,324 @@
+//! The answerer (pool spec §7.2–7.4, §7.9): one task per running
+//! connection that reads its messages and dispatches them — application
+//! messages to the connection's bounded queue, Bootstrap to an Advertise of
+//! known points, Advertise to the point table, the swap protocol, and
+//! Disconnect. Each kind is throttled per connection: a message that comes
+//! too soon after the previous one of its kind is delayed, never dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use tezos_p2p_wire::identity::PeerId;
+use tezos_p2p_wire::message::{AppMessage, ConnMeta, P2pMessage};
+use tezos_p2p_wire::point::Point;
+
+use crate::events::P2pEvent;
+use crate::net::{Inner, PeerConnection};
+use crate::peers::PeerMeta;
+use crate::points::PointState;
+use crate::socket::SocketError;
+
+/// Points in an Advertise answer.
+const ADVERTISE_POINTS: usize = 50;
+
+/// Per-connection throttle: the time each kind was last handled.
+#[derive(Default)]
+struct Throttle {
+    last: HashMap<u16, Instant>,
+}
+
+impl Throttle {
+    /// Waits until `cooldown` has passed since the last message of `tag`.
+    async fn wait(&mut self, tag: u16, cooldown: Duration) {
+        if cooldown.is_zero() {
+            return;
+        }
+        if let Some(last) = self.last.get(&tag) {
+            tokio::time::sleep_until(*last + cooldown).await;
+        }
+        self.last.insert(tag, Instant::now());
+    }
+}
+
+fn cooldown<A>(msg: &P2pMessage<A>) -> Duration {
+    match msg {
+        P2pMessage::Bootstrap | P2pMessage::Advertise(_) => Duration::from_millis(100),
+        P2pMessage::SwapRequest(..) | P2pMessage::SwapAck(..) => Duration::from_secs(60),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Runs the answerer of `conn` until the connection ends, then tears it
+/// down.
+pub(crate) async fn run<A, C, P>(
+    inner: Arc<Inner<A, C, P>>,
+    conn: Arc<PeerConnection<A, C>>,
+    app_tx: mpsc::Sender<(usize, A)>,
+) where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let mut throttle = Throttle::default();
+    let peer = conn.peer_id();
+    loop {
+        let read = tokio::select! {
+            r = conn.socket.read() => r,
+            _ = inner.cancel.cancelled() => break,
+        };
+        let (size, msg) = match read {
+            Ok(m) => m,
+            Err(SocketError::Decoding(e)) => {
+                warn!(%peer, error = %e, "undecodable message: greylisting the peer");
+                let now = inner.now();
+                let mut st = inner.state();
+                st.acl.greylist_addr(conn.conn_id.addr, now);
+                st.acl.greylist_peer(peer);
+                break;
+            }
+            Err(e) => {
+                debug!(%peer, error = %e, "connection ends");
+                break;
+            }
+        };
+        let tag = msg.tag();
+        let wait = cooldown(&msg);
+        tokio::select! {
+            _ = throttle.wait(tag, wait) => {}
+            _ = conn.socket.closed() => break,
+        }
+        let keep_going = match msg {
+            P2pMessage::Message(m) => {
+                let pushed = tokio::select! {
+                    r = app_tx.send((size, m)) => r.is_ok(),
+                    _ = conn.socket.closed() => false,
+                };
+                inner.app_message.notify_waiters();
+                pushed
+            }
+            P2pMessage::Disconnect => false,
+            P2pMessage::Bootstrap => {
+                on_bootstrap(&inner, &conn);
+                true
+            }
+            P2pMessage::Advertise(points) => {
+                on_advertise(&inner, &conn, &points);
+                true
+            }
+            P2pMessage::SwapRequest(point, proposed) => {
+                on_swap_request(&inner, &conn, point, proposed).await;
+                true
+            }
+            P2pMessage::SwapAck(point, proposed) => {
+                on_swap_ack(&inner, &conn, point, proposed).await;
+                true
+            }
+        };
+        if !keep_going {
+            break;
+        }
+    }
+    conn.socket.close(false).await;
+    crate::connect::teardown(&inner, &conn);
+}
+
+fn on_bootstrap<A, C, P>(inner: &Inner<A, C, P>, conn: &PeerConnection<A, C>)
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let peer_id = conn.peer_id();
+    inner.log(P2pEvent::BootstrapReceived { source: peer_id });
+    if inner.config.private_mode || inner.config.disable_peer_discovery {
+        return;
+    }
+    if conn.socket.private_node() {
+        debug!(peer = %peer_id, "bootstrap from a private node ignored");
+        return;
+    }
+    let points = inner.list_known_points(ADVERTISE_POINTS);
+    if points.is_empty() {
+        return;
+    }
+    if conn
+        .socket
+        .write_now(&P2pMessage::Advertise(points))
+        .unwrap_or(false)
+    {
+        inner.log(P2pEvent::AdvertiseSent { source: peer_id });
+    }
+}
+
+fn on_advertise<A, C, P>(inner: &Inner<A, C, P>, conn: &PeerConnection<A, C>, points: &[Point])
+where
+    P: PeerMeta,
+{
+    inner.log(P2pEvent::AdvertiseReceived {
+        source: conn_peer(conn),
+    });
+    if inner.config.private_mode || inner.config.disable_peer_discovery {
+        return;
+    }
+    let now = inner.now();
+    let mut new = Vec::new();
+    {
+        let mut st = inner.state();
+        for &p in points {
+            if st
+                .tables
+                .register_new_point(p, None, now)
+                .is_some_and(|o| o.is_new)
+            {
+                new.push(p);
+            }
+        }
+    }
+    for point in new {
+        inner.triggers.new_point.notify_waiters();
+        inner.log(P2pEvent::NewPoint { point });
+    }
+}
+
+fn conn_peer<A, C>(conn: &PeerConnection<A, C>) -> PeerId {
+    conn.socket.info().peer_id
+}
+
+/// Answers `Swap_request(point, _)` from `conn`'s peer (§7.4).
+async fn on_swap_request<A, C, P>(
+    inner: &Arc<Inner<A, C, P>>,
+    conn: &Arc<PeerConnection<A, C>>,
+    point: Point,
+    _proposed: PeerId,
+) where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let source = conn_peer(conn);
+    inner.log(P2pEvent::SwapRequestReceived { source });
+    if inner.config.private_mode {
+        return;
+    }
+    let Some(linger) = inner.limits.swap_linger else {
+        return;
+    };
+    let now = inner.now();
+    let candidate = {
+        let st = inner.state();
+        let latest = st.latest_accepted_swap.max(st.latest_successful_swap);
+        let too_soon = latest.is_some_and(|t| now.duration_since(t).unwrap_or_default() < linger);
+        let busy = st
+            .tables
+            .known_points
+            .get(&point)
+            .is_some_and(|i| !matches!(i.state, PointState::Disconnected));
+        if too_soon || busy {
+            None
+        } else {
+            let candidates: Vec<_> = st
+                .connections
+                .values()
+                .filter(|c| c.peer_id() != source && !c.socket.private_node() && c.point.is_some())
+                .cloned()
+                .collect();
+            drop(st);
+            let mut rng = inner.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            use rand::seq::SliceRandom;
+            Some(candidates.choose(&mut *rng).cloned())
+        }
+    };
+    let Some(candidate) = candidate else {
+        inner.log(P2pEvent::SwapRequestIgnored { source });
+        return;
+    };
+    let Some(q) = candidate else {
+        debug!("no swap candidate");
+        return;
+    };
+    let Some(q_point) = q.point else { return };
+    if !conn
+        .socket
+        .write_now(&P2pMessage::SwapAck(q_point, q.peer_id()))
+        .unwrap_or(false)
+    {
+        return;
+    }
+    inner.log(P2pEvent::SwapAckSent { source });
+    swap(inner, point, q.peer_id()).await;
+}
+
+/// Answers `Swap_ack(point, _)`: acts only on a connection where we sent a
+/// Swap_request.
+async fn on_swap_ack<A, C, P>(
+    inner: &Arc<Inner<A, C, P>>,
+    conn: &Arc<PeerConnection<A, C>>,
+    point: Point,
+    _proposed: PeerId,
+) where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let source = conn_peer(conn);
+    inner.log(P2pEvent::SwapAckReceived { source });
+    if inner.config.private_mode || inner.limits.swap_linger.is_none() {
+        return;
+    }
+    // Taking the request makes a later, unsolicited Swap_ack a no-op
+    // (Octez never clears it).
+    let request = conn
+        .last_sent_swap_request
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let Some((_, proposed)) = request else {
+        return;
+    };
+    let running = inner
+        .state()
+        .tables
+        .known_points
+        .get(&point)
+        .is_some_and(|i| matches!(i.state, PointState::Running { .. }));
+    if running {
+        return;
+    }
+    swap(inner, point, proposed).await;
+}
+
+/// Connects to `point`; on success drops the connection to `drop_peer`.
+async fn swap<A, C, P>(inner: &Arc<Inner<A, C, P>>, point: Point, drop_peer: PeerId)
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let now = inner.now();
+    let previous = {
+        let mut st = inner.state();
+        let previous = st.latest_successful_swap;
+        st.latest_accepted_swap = Some(now);
+        previous
+    };
+    match crate::connect::connect(inner, point, None, None, None).await {
+        Ok(_) => {
+            inner.state().latest_successful_swap = Some(inner.now());
+            inner.log(P2pEvent::SwapSuccess { source: drop_peer });
+            let victim = inner.state().connections.get(&drop_peer).cloned();
+            if let Some(v) = victim {
+                v.socket.close(false).await;
+            }
+        }
+        Err(e) => {
+            debug!(%point, error = %e, "swap failed");
+            inner.state().latest_accepted_swap = previous;
+            inner.log(P2pEvent::SwapFailure { source: drop_peer });
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! The connect handler (pool spec §3.2–3.9): pre-checks of incoming and
+//! outgoing connections, authentication, admission in Octez's order, the
+//! Nack with alternative points, registration of a running connection and
+//! its teardown.
+//!
+//! Admission is atomic: the slot check and the reservation of the slot
+//! happen in one critical section (a handshake admitted but not yet running
+//! holds a slot), so parallel handshakes never overshoot the limit.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use tezos_p2p_wire::identity::PeerId;
+use tezos_p2p_wire::message::{AppMessage, ConnMeta};
+use tezos_p2p_wire::point::Point;
+use tezos_p2p_wire::rejection::Motive;
+
+use crate::events::P2pEvent;
+use crate::net::{Inner, NetError, PeerConnection};
+use crate::peers::{ConnId, PeerMeta, PeerState};
+use crate::points::PointState;
+use crate::socket::{self, AcceptOptions, AuthConfig, SocketError};
+use crate::transport::BoxStream;
+
+/// Alternative points sent in a Nack.
+const NACK_POINTS: usize = 50;
+
+/// Whether a handshake failure greylists the remote IP (spec §3.4 step 2).
+fn greylists_ip(e: &SocketError) -> bool {
+    matches!(
+        e,
+        SocketError::NotEnoughProofOfWork(_)
+            | SocketError::InvalidAuth
+            | SocketError::DecipherError
+            | SocketError::InvalidMessageSize
+            | SocketError::Encoding(_)
+            | SocketError::Decoding(_)
+            | SocketError::InvalidChunksSize(_)
+            | SocketError::InvalidIncomingCiphertextSize(_)
+            | SocketError::InvalidPublicKey
+    )
+}
+
+/// An outgoing connection (Octez's `P2p_connect_handler.connect`).
+pub(crate) async fn connect<A, C, P>(
+    inner: &Arc<Inner<A, C, P>>,
+    point: Point,
+    trusted: Option<bool>,
+    expected_peer_id: Option<PeerId>,
+    timeout: Option<Duration>,
+) -> Result<Arc<PeerConnection<A, C>>, NetError>
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let now = inner.now();
+    {
+        let mut st = inner.state();
+        if st.shut_down {
+            return Err(NetError::ShutDown);
+        }
+        if st.acl.banned_addr(point.ip()) {
+            return Err(NetError::PointBanned(point));
+        }
+        // Octez allows a dial when exactly at the maximum (`<=`); we refuse
+        // it, since the admission would refuse it anyway.
+        if st.connections.len() + st.admitted >= inner.limits.max_connections {
+            return Err(NetError::TooManyConnections);
+        }
+        let new = st
+            .tables
+            .register_point(point, trusted, expected_peer_id, now)
+            .is_new;
+        let info = st
+            .tables
+            .known_points
+            .get_mut(&point)
+            .ok_or(NetError::ConnectionFailed {
+                point,
+                reason: "point table full".into(),
+            })?;
+        if inner.config.private_mode && !info.trusted {
+            return Err(NetError::PrivateMode(point));
+        }
+        match info.state {
+            PointState::Requested | PointState::Accepted { .. } => {
+                return Err(NetError::PendingConnection(point))
+            }
+            PointState::Running { .. } => return Err(NetError::Connected(point)),
+            PointState::Disconnected => {}
+        }
+        let _ = info.set_requested(now);
+        drop(st);
+        if new {
+            inner.triggers.new_point.notify_waiters();
+            inner.log(P2pEvent::NewPoint { point });
+        }
+    }
+    inner.log(P2pEvent::OutgoingConnection { point });
+    let timeout = timeout.unwrap_or(inner.limits.connection_timeout);
+    let attempt = async {
+        let stream = inner
+            .config
+            .transport
+            .connect(point.to_socket_addr())
+            .await
+            .map_err(|e| NetError::ConnectionFailed {
+                point,
+                reason: e.to_string(),
+            });
+        match stream {
+            Ok(stream) => authenticate(inner, stream, point.to_socket_addr(), Some(point)).await,
+            Err(e) => {
+                point_failed(inner, point);
+                Err(e)
+            }
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(timeout, attempt) => match r {
+            Ok(r) => r,
+            Err(_) => {
+                point_failed(inner, point);
+                Err(NetError::Timeout)
+            }
+        },
+        _ = inner.cancel.cancelled() => {
+            point_failed(inner, point);
+            Err(NetError::ShutDown)
+        }
+    }
+}
+
+/// An outgoing attempt failed before the connection ran: the point goes
+/// back to Disconnected with a back-off step (whatever state it reached).
+fn point_failed<A, C, P: PeerMeta>(inner: &Inner<A, C, P>, point: Point) {
+    let now = inner.now();
+    let cfg = inner.config.reconnection.clone();
+    let mut st = inner.state();
+    if let Some(info) = st.tables.known_points.get_mut(&point) {
+        match info.state {
+            PointState::Requested | PointState::Accepted { .. } => {
+                let _ = info.set_disconnected(&cfg, now, false);
+            }
+            PointState::Running { .. } | PointState::Disconnected => {}
+        }
+    }
+}
+
+/// An incoming connection (Octez's `P2p_connect_handler.accept`): pre-checks,
+/// then the handshake in the background under the authentication timeout.
+pub(crate) fn accept<A, C, P>(inner: &Arc<Inner<A, C, P>>, stream: BoxStream, remote: SocketAddr)
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let ip = Point::from(remote).ip();
+    inner.log(P2pEvent::IncomingConnection {
+        point: Point::from(remote),
+    });
+    {
+        let mut st = inner.state();
+        if st.shut_down || st.incoming >= inner.limits.max_incoming_connections {
+            debug!(%remote, "too many incoming connections");
+            return;
+        }
+        if st.acl.banned_addr(ip) {
+            debug!(%remote, "incoming connection from a banned address");
+            return;
+        }
+        st.incoming += 1;
+    }
+    let inner2 = inner.clone();
+    inner.tasks.spawn(async move {
+        let timeout = inner2.limits.authentication_timeout;
+        let cancel = inner2.cancel.clone();
+        let res = tokio::select! {
+            r = tokio::time::timeout(timeout, authenticate(&inner2, stream, remote, None)) => r.ok(),
+            _ = cancel.cancelled() => None,
+        };
+        inner2.state().incoming -= 1;
+        if let Some(Err(e)) = res {
+            debug!(%remote, error = %e, "incoming connection refused");
+        }
+    });
+}
+
+/// Authentication and admission, common to both directions (§3.4).
+/// `out_point` is the dialled point of an outgoing connection.
+async fn authenticate<A, C, P>(
+    inner: &Arc<Inner<A, C, P>>,
+    stream: BoxStream,
+    remote: SocketAddr,
+    out_point: Option<Point>,
+) -> Result<Arc<PeerConnection<A, C>>, NetError>
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let incoming = out_point.is_none();
+    let remote_ip = Point::from(remote).ip();
+    let io = inner.scheduler.register();
+    let cfg = AuthConfig {
+        identity: inner.config.identity.clone(),
+        pow_target: inner.config.proof_of_work_target,
+        incoming,
+        remote_addr: remote,
+        listening_port: inner.config.advertised_port.or(inner.listening_port),
+        version: inner.config.versions.announced(),
+        metadata: inner.config.metadata.clone(),
+        cancel: inner.cancel.child_token(),
+        timeout: None,
+    };
+    let (info, auth) = match socket::authenticate(stream, io, cfg).await {
+        Ok(x) => x,
+        Err(e) => {
+            let now = inner.now();
+            let mut st = inner.state();
+            if greylists_ip(&e) {
+                st.acl.greylist_addr(remote_ip, now);
+            }
+            if let SocketError::Myself(_) = e {
+                if let Some(p) = out_point {
+                    st.tables.add_my_id_point(p);
+                }
+            }
+            drop(st);
+            inner.log(P2pEvent::AuthenticationFailed {
+                point: Point::from(remote),
+            });
+            if let Some(p) = out_point {
+                point_failed(inner, p);
+            }
+            return Err(e.into());
+        }
+    };
+    let peer = info.peer_id;
+    let now = inner.now();
+    let id_point = ConnId {
+        addr: info.id_point.0,
+        port: info.id_point.1,
+    };
+    // Steps 4 to 9, in one critical section.
+    let decision = {
+        let mut st = inner.state();
+        let st = &mut *st;
+        if st.acl.banned_peer(&peer) {
+            Decision::Refuse(NetError::PeerBanned(peer))
+        } else {
+            let remote_point = info.point();
+            let mut new_points = Vec::new();
+            if let Some(p) = remote_point {
+                if st
+                    .tables
+                    .register_new_point(p, None, now)
+                    .is_some_and(|o| o.is_new)
+                {
+                    new_points.push(p);
+                }
+            }
+            let conn_point = out_point.or(remote_point);
+            let expected = conn_point
+                .and_then(|p| st.tables.known_points.get(&p))
+                .and_then(|i| i.expected_peer_id);
+            match expected {
+                Some(expected) if expected != peer => {
+                    st.acl.greylist_addr(remote_ip, now);
+                    Decision::Refuse(NetError::IdentityCheckFailure {
+                        point: conn_point.unwrap_or(Point::from(remote)),
+                        expected,
+                        received: peer,
+                    })
+                }
+                _ => {
+                    let new_peer = st.tables.register_peer(peer, now).is_new;
+                    let point_info = conn_point.and_then(|p| st.tables.known_points.get(&p));
+                    let point_trusted = point_info.is_some_and(|i| i.trusted);
+                    let peer_info = st.tables.known_peers.get(&peer);
+                    let peer_trusted = peer_info.is_some_and(|i| i.trusted);
+                    let motive = if let Err(m) = inner.config.versions.select(&info.announced_version) {
+                        Some(Ok(m))
+                    } else if st.connections.len() + st.admitted
+                        >= inner.limits.connections_threshold()
+                    {
+                        Some(Ok(Motive::TooManyConnections))
+                    } else if inner.config.private_mode && !point_trusted && !peer_trusted {
+                        Some(Err(NetError::PrivateMode(
+                            conn_point.unwrap_or(Point::from(remote)),
+                        )))
+                    } else if point_info.is_some_and(|i| match i.state {
+                        PointState::Accepted { .. } | PointState::Running { .. } => true,
+                        PointState::Requested => incoming,
+                        PointState::Disconnected => false,
+                    }) || peer_info.is_some_and(|i| {
+                        matches!(i.state, PeerState::Accepted { .. } | PeerState::Running { .. })
+                    }) {
+                        Some(Ok(Motive::AlreadyConnected))
+                    } else {
+                        None
+                    };
+                    if let Some(p) = conn_point {
+                        if let Some(i) = st.tables.known_points.get_mut(&p) {
+                            i.known_public = !info.private_node;
+                        }
+                    }
+                    match motive {
+                        None => {
+                            if let Some(p) = conn_point {
+                                if let Some(i) = st.tables.known_points.get_mut(&p) {
+                                    let _ = i.set_accepted(peer, now);
+                                }
+                            }
+                            if let Some(i) = st.tables.known_peers.get_mut(&peer) {
+                                let _ = i.set_accepted(id_point, now);
+                            }
+                            st.admitted += 1;
+                            Decision::Accept {
+                                conn_point,
+                                new_points,
+                                new_peer,
+                            }
+                        }
+                        Some(Ok(motive)) => Decision::Nack {
+                            motive,
+                            new_points,
+                            new_peer,
+                        },
+                        Some(Err(e)) => Decision::Refuse(e),
+                    }
+                }
+            }
+        }
+    };
+    match decision {
+        Decision::Refuse(e) => {
+            if let Some(p) = out_point {
+                point_failed(inner, p);
+            }
+            Err(e)
+        }
+        Decision::Nack {
+            motive,
+            new_points,
+            new_peer,
+        } => {
+            announce(inner, &new_points, new_peer.then_some(peer));
+            inner.log(P2pEvent::RejectingRequest {
+                point: Point::from(remote),
+                id_point,
+                peer_id: peer,
+            });
+            let points = if inner.config.disable_peer_discovery {
+                Vec::new()
+            } else {
+                inner.list_known_points(NACK_POINTS)
+            };
+            let _ = auth.nack(motive, points).await;
+            if let Some(p) = out_point {
+                point_failed(inner, p);
+            }
+            if matches!(
+                motive,
+                Motive::UnknownChainName
+                    | Motive::DeprecatedP2pVersion
+                    | Motive::DeprecatedDistributedDbVersion
+            ) {
+                inner
+                    .state()
+                    .tables
+                    .unregister_point(&out_point.unwrap_or(Point::from(remote)));
+                Err(NetError::RejectedNoCommonProtocol {
+                    announced: info.announced_version.clone(),
+                })
+            } else {
+                Err(NetError::Rejected { peer, motive })
+            }
+        }
+        Decision::Accept {
+            conn_point,
+            new_points,
+            new_peer,
+        } => {
+            announce(inner, &new_points, new_peer.then_some(peer));
+            inner.log(P2pEvent::AcceptingRequest {
+                point: Point::from(remote),
+                id_point,
+                peer_id: peer,
+            });
+            let negotiated = inner
+                .config
+                .versions
+                .select(&info.announced_version)
+                .unwrap_or_else(|_| info.announced_version.clone());
+            let opts = AcceptOptions {
+                incoming_message_queue_size: inner.limits.incoming_message_queue_size,
+                outgoing_message_queue_size: inner.limits.outgoing_message_queue_size,
+                binary_chunks_size: inner.limits.binary_chunks_size,
+                cancel: inner.cancel.child_token(),
+                ..AcceptOptions::default()
+            };
+            match auth.accept::<A>(opts).await {
+                Ok(socket) => Ok(register_connection(
+                    inner, socket, conn_point, id_point, negotiated,
+                )),
+                Err(e) => {
+                    let now = inner.now();
+                    let cfg = inner.config.reconnection.clone();
+                    let learned = {
+                        let mut st = inner.state();
+                        st.admitted -= 1;
+                        if let Some(p) = conn_point {
+                            if let Some(i) = st.tables.known_points.get_mut(&p) {
+                                let _ = i.set_disconnected(&cfg, now, false);
+                            }
+                        }
+                        if let Some(i) = st.tables.known_peers.get_mut(&peer) {
+                            let _ = i.set_disconnected(now, false);
+                        }
+                        let mut learned = Vec::new();
+                        if let SocketError::RejectedByNack {
+                            alternative_points: Some(points),
+                            ..
+                        } = &e
+                        {
+                            if !inner.config.disable_peer_discovery {
+                                for p in points {
+                                    if st
+                                        .tables
+                                        .register_new_point(*p, None, now)
+                                        .is_some_and(|o| o.is_new)
+                                    {
+                                        learned.push(*p);
+                                    }
+                                }
+                            }
+                        }
+                        learned
+                    };
+                    announce(inner, &learned, None);
+                    inner.log(P2pEvent::RequestRejected {
+                        point: Point::from(remote),
+                        identity: Some((id_point, peer)),
+                    });
+                    Err(e.into())
+                }
+            }
+        }
+    }
+}
+
+enum Decision {
+    Refuse(NetError),
+    Nack {
+        motive: Motive,
+        new_points: Vec<Point>,
+        new_peer: bool,
+    },
+    Accept {
+        conn_point: Option<Point>,
+        new_points: Vec<Point>,
+        new_peer: bool,
+    },
+}
+
+/// Fires the triggers and events of newly registered points and peer.
+fn announce<A, C, P>(inner: &Inner<A, C, P>, points: &[Point], peer: Option<PeerId>) {
+    for &point in points {
+        inner.triggers.new_point.notify_waiters();
+        inner.log(P2pEvent::NewPoint { point });
+    }
+    if let Some(peer_id) = peer {
+        inner.triggers.new_peer.notify_waiters();
+        inner.log(P2pEvent::NewPeer { peer_id });
+    }
+}
+
+/// Makes an accepted socket a running connection (§3.7).
+fn register_connection<A, C, P>(
+    inner: &Arc<Inner<A, C, P>>,
+    socket: socket::Connection<A, C>,
+    conn_point: Option<Point>,
+    conn_id: ConnId,
+    negotiated_version: tezos_p2p_wire::version::NetworkVersion,
+) -> Arc<PeerConnection<A, C>>
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let peer = socket.info().peer_id;
+    let now = inner.now();
+    let (app_tx, app_rx) = mpsc::channel(inner.limits.incoming_app_message_queue_size);
+    let conn = {
+        let mut st = inner.state();
+        let st = &mut *st;
+        st.admitted -= 1;
+        let point_trusted = conn_point
+            .and_then(|p| st.tables.known_points.get(&p))
+            .is_some_and(|i| i.trusted);
+        let peer_trusted = st.tables.known_peers.get(&peer).is_some_and(|i| i.trusted);
+        let conn = Arc::new(PeerConnection {
+            cancel: CancellationToken::new(),
+            socket,
+            app_rx: tokio::sync::Mutex::new(app_rx),
+            point: conn_point,
+            conn_id,
+            negotiated_version,
+            trusted: point_trusted || peer_trusted,
+            last_sent_swap_request: Mutex::new(None),
+        });
+        if let Some(p) = conn_point {
+            if let Some(i) = st.tables.known_points.get_mut(&p) {
+                let _ = i.set_running(peer, now);
+            }
+        }
+        if let Some(i) = st.tables.known_peers.get_mut(&peer) {
+            let _ = i.set_running(conn_id, now);
+        }
+        st.connections.insert(peer, conn.clone());
+        conn
+    };
+    info!(peer = %peer, addr = %conn_id, "connection established");
+    inner.log(P2pEvent::ConnectionEstablished {
+        id_point: conn_id,
+        peer_id: peer,
+    });
+    inner.triggers.new_connection.notify_waiters();
+    let hooks: Vec<_> = inner
+        .on_new_connection
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .rev()
+        .cloned()
+        .collect();
+    for h in hooks {
+        h(&conn);
+    }
+    if inner.active() >= inner.limits.max_connections {
+        inner.log(P2pEvent::TooManyConnections);
+        inner.triggers.too_many_connections.notify_waiters();
+    }
+    let inner2 = inner.clone();
+    let conn2 = conn.clone();
+    inner
+        .tasks
+        .spawn(crate::answerer::run(inner2, conn2, app_tx));
+    conn
+}
+
+/// Tears a running connection down (§3.7), once its answerer has ended.
+pub(crate) fn teardown<A, C, P>(inner: &Inner<A, C, P>, conn: &Arc<PeerConnection<A, C>>)
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let peer = conn.peer_id();
+    let now = inner.now();
+    let cfg = inner.config.reconnection.clone();
+    let removed = {
+        let mut st = inner.state();
+        let st = &mut *st;
+        let removed = match st.connections.get(&peer) {
+            Some(c) if Arc::ptr_eq(c, conn) => {
+                st.connections.remove(&peer);
+                true
+            }
+            _ => false,
+        };
+        if removed {
+            if let Some(p) = conn.point {
+                if let Some(i) = st.tables.known_points.get_mut(&p) {
+                    let _ = i.set_disconnected(&cfg, now, false);
+                }
+            }
+            if let Some(i) = st.tables.known_peers.get_mut(&peer) {
+                let _ = i.set_disconnected(now, false);
+            }
+        }
+        removed
+    };
+    conn.cancel.cancel();
+    if !removed {
+        return;
+    }
+    inner.log(P2pEvent::Disconnection { peer_id: peer });
+    let hooks: Vec<_> = inner
+        .on_disconnection
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .rev()
+        .cloned()
+        .collect();
+    for h in hooks {
+        h(conn);
+    }
+    if inner.active() < inner.limits.min_connections {
+        inner.log(P2pEvent::TooFewConnections);
+        inner.triggers.too_few_connections.notify_waiters();
+    }
+}

@@ -1,0 +1,679 @@
+//! Pool-level events (`P2p_connection.P2p_event`, spec §9.1) and the
+//! RFC 3339 time format Octez uses in its JSON (`Time.System.encoding`).
+//!
+//! The JSON shape of [`P2pEvent`] is Octez's `/network/log` shape: an object
+//! whose `"event"` field names the kind, merged with the kind's payload
+//! fields. Unlike Octez, `maintenance_started` / `maintenance_ended` are
+//! encodable too (spec §11 quirk 5).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use tezos_p2p_wire::identity::PeerId;
+use tezos_p2p_wire::point::Point;
+
+use crate::peers::ConnId;
+
+/// One pool-level event, as delivered to watchers and `/network/log`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum P2pEvent {
+    /// Fewer than `min_connections` active connections (Octez tag 0).
+    TooFewConnections,
+    /// More than `max_connections` active connections (tag 1).
+    TooManyConnections,
+    /// A point was added to the known-points table (tag 2).
+    NewPoint {
+        /// The point.
+        point: Point,
+    },
+    /// A peer id was added to the known-peers table (tag 3).
+    NewPeer {
+        /// The peer.
+        peer_id: PeerId,
+    },
+    /// An incoming TCP connection was accepted (tag 4).
+    IncomingConnection {
+        /// Remote `(ip, source port)`.
+        point: Point,
+    },
+    /// An outgoing connection attempt started (tag 5).
+    OutgoingConnection {
+        /// The dialed point.
+        point: Point,
+    },
+    /// The handshake failed (tag 6).
+    AuthenticationFailed {
+        /// The socket point.
+        point: Point,
+    },
+    /// The handshake was admitted (tag 7).
+    AcceptingRequest {
+        /// The socket point.
+        point: Point,
+        /// The connection id (remote address, listening port if known).
+        id_point: ConnId,
+        /// The remote peer.
+        peer_id: PeerId,
+    },
+    /// We rejected the handshake with a Nack (tag 8).
+    RejectingRequest {
+        /// The socket point.
+        point: Point,
+        /// The connection id.
+        id_point: ConnId,
+        /// The remote peer.
+        peer_id: PeerId,
+    },
+    /// The Ack exchange failed (tag 9).
+    RequestRejected {
+        /// The socket point.
+        point: Point,
+        /// The connection id and peer, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<(ConnId, PeerId)>,
+    },
+    /// A connection became Running (tag 10).
+    ConnectionEstablished {
+        /// The connection id.
+        id_point: ConnId,
+        /// The remote peer.
+        peer_id: PeerId,
+    },
+    /// A Running connection was torn down (tag 11).
+    Disconnection {
+        /// The remote peer.
+        peer_id: PeerId,
+    },
+    /// A Running connection was torn down by the remote (tag 12; Octez never
+    /// emits it on the watcher).
+    ExternalDisconnection {
+        /// The remote peer.
+        peer_id: PeerId,
+    },
+    /// The known-points table was garbage-collected (tag 13).
+    GcPoints,
+    /// The known-peers table was garbage-collected (tag 14).
+    GcPeerIds,
+    /// A swap request arrived (tag 15).
+    SwapRequestReceived {
+        /// The peer that sent it.
+        source: PeerId,
+    },
+    /// A swap ack arrived (tag 16).
+    SwapAckReceived {
+        /// The peer that sent it.
+        source: PeerId,
+    },
+    /// We sent a swap request (tag 17).
+    SwapRequestSent {
+        /// The peer it was sent to.
+        source: PeerId,
+    },
+    /// We sent a swap ack (tag 18).
+    SwapAckSent {
+        /// The peer it was sent to.
+        source: PeerId,
+    },
+    /// A swap request was ignored (tag 19).
+    SwapRequestIgnored {
+        /// The peer that sent it.
+        source: PeerId,
+    },
+    /// A swap succeeded (tag 20).
+    SwapSuccess {
+        /// The peer involved.
+        source: PeerId,
+    },
+    /// A swap failed (tag 21).
+    SwapFailure {
+        /// The peer involved.
+        source: PeerId,
+    },
+    /// We sent a Bootstrap request (tag 22).
+    BootstrapSent {
+        /// The peer it was sent to.
+        source: PeerId,
+    },
+    /// A Bootstrap request arrived (tag 23).
+    BootstrapReceived {
+        /// The peer that sent it.
+        source: PeerId,
+    },
+    /// We sent an Advertise (tag 24).
+    AdvertiseSent {
+        /// The peer it was sent to.
+        source: PeerId,
+    },
+    /// An Advertise arrived (tag 25).
+    AdvertiseReceived {
+        /// The peer that sent it.
+        source: PeerId,
+    },
+    /// A maintenance round started (no Octez encoding; our tag 26).
+    MaintenanceStarted,
+    /// A maintenance round ended (no Octez encoding; our tag 27).
+    MaintenanceEnded,
+}
+
+impl P2pEvent {
+    /// Octez's binary union tag for this kind (26/27 are our extension for
+    /// the maintenance events, which Octez cannot encode).
+    pub fn tag(&self) -> u8 {
+        use P2pEvent::*;
+        match self {
+            TooFewConnections => 0,
+            TooManyConnections => 1,
+            NewPoint { .. } => 2,
+            NewPeer { .. } => 3,
+            IncomingConnection { .. } => 4,
+            OutgoingConnection { .. } => 5,
+            AuthenticationFailed { .. } => 6,
+            AcceptingRequest { .. } => 7,
+            RejectingRequest { .. } => 8,
+            RequestRejected { .. } => 9,
+            ConnectionEstablished { .. } => 10,
+            Disconnection { .. } => 11,
+            ExternalDisconnection { .. } => 12,
+            GcPoints => 13,
+            GcPeerIds => 14,
+            SwapRequestReceived { .. } => 15,
+            SwapAckReceived { .. } => 16,
+            SwapRequestSent { .. } => 17,
+            SwapAckSent { .. } => 18,
+            SwapRequestIgnored { .. } => 19,
+            SwapSuccess { .. } => 20,
+            SwapFailure { .. } => 21,
+            BootstrapSent { .. } => 22,
+            BootstrapReceived { .. } => 23,
+            AdvertiseSent { .. } => 24,
+            AdvertiseReceived { .. } => 25,
+            MaintenanceStarted => 26,
+            MaintenanceEnded => 27,
+        }
+    }
+}
+
+/// Normalises an address: IPv4-mapped IPv6 becomes IPv4 (as [`Point::new`]).
+pub(crate) fn normalize_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// RFC 3339 timestamps as in Octez's JSON (`Time.System.encoding`).
+///
+/// Written as UTC with millisecond precision (`2024-05-01T12:34:56.789Z`,
+/// Octez writes 3 fractional digits too); read from any RFC 3339 text (any
+/// number of fraction digits, `Z`/`z` or a `±hh:mm` offset, `T`/`t`/space
+/// separator) or, like Octez, from a count of seconds since the epoch given
+/// as a JSON number or a decimal string.
+pub mod rfc3339 {
+    use std::fmt;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    /// The latest representable time: `9999-12-31T23:59:59.999999999Z`
+    /// (Ptime's maximum, up to nanoseconds). Saturating additions stop here.
+    pub fn max_time() -> SystemTime {
+        UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999)
+    }
+
+    /// `t + d`, saturating at [`max_time`].
+    pub fn saturating_add(t: SystemTime, d: Duration) -> SystemTime {
+        match t.checked_add(d) {
+            Some(r) if r <= max_time() => r,
+            _ => max_time(),
+        }
+    }
+
+    /// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian).
+    fn civil_from_days(z: i64) -> (i64, u32, u32) {
+        let z = z + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let y = yoe + era * 400;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        (if m <= 2 { y + 1 } else { y }, m, d)
+    }
+
+    /// (year, month, day) → days since 1970-01-01.
+    fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let m = i64::from(m);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// Seconds (floor) and nanoseconds since the epoch, negative for
+    /// pre-epoch times.
+    fn to_parts(t: SystemTime) -> (i64, u32) {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => (
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                d.subsec_nanos(),
+            ),
+            Err(e) => {
+                let d = e.duration();
+                let s = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                if d.subsec_nanos() == 0 {
+                    (-s, 0)
+                } else {
+                    (-s - 1, 1_000_000_000 - d.subsec_nanos())
+                }
+            }
+        }
+    }
+
+    fn from_parts(secs: i64, nanos: u32) -> Option<SystemTime> {
+        if secs >= 0 {
+            UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
+        } else {
+            let back = Duration::new(secs.unsigned_abs(), 0);
+            UNIX_EPOCH
+                .checked_sub(back)?
+                .checked_add(Duration::new(0, nanos))
+        }
+    }
+
+    /// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (clamped to years 0–9999).
+    pub fn format(t: SystemTime) -> String {
+        let (mut secs, mut nanos) = to_parts(t);
+        // Clamp to the RFC 3339 range 0000-01-01 .. 9999-12-31.
+        let min = days_from_civil(0, 1, 1) * 86_400;
+        let max = 253_402_300_799;
+        if secs < min {
+            secs = min;
+            nanos = 0;
+        } else if secs > max {
+            secs = max;
+            nanos = 999_999_999;
+        }
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60,
+            nanos / 1_000_000
+        )
+    }
+
+    fn digits(s: &[u8], at: usize, n: usize) -> Option<u32> {
+        let part = s.get(at..at + n)?;
+        let mut v = 0u32;
+        for &b in part {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u32::from(b - b'0');
+        }
+        Some(v)
+    }
+
+    fn days_in_month(y: i64, m: u32) -> u32 {
+        match m {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+            _ => 28,
+        }
+    }
+
+    /// Parses an RFC 3339 timestamp; `None` if malformed or out of range.
+    /// A leap second (`:60`) is read as the last nanosecond of `:59`.
+    pub fn parse(s: &str) -> Option<SystemTime> {
+        let b = s.as_bytes();
+        let y = i64::from(digits(b, 0, 4)?);
+        if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+            return None;
+        }
+        let mo = digits(b, 5, 2)?;
+        let d = digits(b, 8, 2)?;
+        if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+            return None;
+        }
+        let h = digits(b, 11, 2)?;
+        if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+            return None;
+        }
+        let mi = digits(b, 14, 2)?;
+        let mut sec = digits(b, 17, 2)?;
+        if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
+            return None;
+        }
+        if h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let mut i = 19;
+        let mut nanos = 0u32;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let start = i;
+            let mut scale = 100_000_000u32;
+            while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+                nanos += u32::from(c - b'0') * scale;
+                scale /= 10;
+                i += 1;
+            }
+            if i == start {
+                return None;
+            }
+        }
+        if sec == 60 {
+            sec = 59;
+            nanos = 999_999_999;
+        }
+        let offset: i64 = match b.get(i)? {
+            b'Z' | b'z' if i + 1 == b.len() => 0,
+            sign @ (b'+' | b'-') if i + 6 == b.len() => {
+                let oh = i64::from(digits(b, i + 1, 2)?);
+                if b[i + 3] != b':' {
+                    return None;
+                }
+                let om = i64::from(digits(b, i + 4, 2)?);
+                if oh > 23 || om > 59 {
+                    return None;
+                }
+                let o = oh * 3600 + om * 60;
+                if *sign == b'-' {
+                    -o
+                } else {
+                    o
+                }
+            }
+            _ => return None,
+        };
+        let secs = days_from_civil(y, mo, d) * 86_400
+            + i64::from(h) * 3600
+            + i64::from(mi) * 60
+            + i64::from(sec)
+            - offset;
+        from_parts(secs, nanos)
+    }
+
+    /// Serde `serialize_with` helper.
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*t))
+    }
+
+    struct TimeVisitor;
+
+    impl Visitor<'_> for TimeVisitor {
+        type Value = SystemTime;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 timestamp or seconds since the epoch")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<SystemTime, E> {
+            if let Some(t) = parse(v) {
+                return Ok(t);
+            }
+            match v.parse::<i64>() {
+                Ok(n) => self.visit_i64(n),
+                Err(_) => Err(E::custom(format_args!("invalid timestamp {v:?}"))),
+            }
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<SystemTime, E> {
+            from_parts(v, 0)
+                .filter(|t| *t <= max_time())
+                .ok_or_else(|| E::custom("timestamp out of range"))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<SystemTime, E> {
+            self.visit_i64(i64::try_from(v).map_err(|_| E::custom("timestamp out of range"))?)
+        }
+    }
+
+    /// Serde `deserialize_with` helper.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        d.deserialize_any(TimeVisitor)
+    }
+
+    /// A [`SystemTime`] that (de)serialises as RFC 3339 text.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub struct Rfc3339(pub SystemTime);
+
+    impl serde::Serialize for Rfc3339 {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            serialize(&self.0, s)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Rfc3339 {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            deserialize(d).map(Rfc3339)
+        }
+    }
+}
+
+/// Bounded ring of the most recent events (Octez `Ringo.Ring`, capacity
+/// 100 for points and peers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRing<T> {
+    items: std::collections::VecDeque<T>,
+    capacity: usize,
+}
+
+/// Capacity of the per-point and per-peer event rings.
+pub const EVENT_RING_CAPACITY: usize = 100;
+
+impl<T> Default for EventRing<T> {
+    fn default() -> Self {
+        Self::new(EVENT_RING_CAPACITY)
+    }
+}
+
+impl<T> EventRing<T> {
+    /// An empty ring keeping at most `capacity` items (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        EventRing {
+            items: std::collections::VecDeque::with_capacity(capacity.min(128)),
+            capacity,
+        }
+    }
+
+    /// Appends an item, dropping the oldest one when full.
+    pub fn push(&mut self, item: T) {
+        if self.items.len() == self.capacity {
+            self.items.pop_front();
+        }
+        self.items.push_back(item);
+    }
+
+    /// The items, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
+        self.items.iter()
+    }
+
+    /// The most recent item.
+    pub fn last(&self) -> Option<&T> {
+        self.items.back()
+    }
+
+    /// Number of items held.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the ring is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl<T: Serialize> Serialize for EventRing<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.items.iter())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for EventRing<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Vec::<T>::deserialize(d)?;
+        let mut ring = EventRing::default();
+        for item in v {
+            ring.push(item);
+        }
+        Ok(ring)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339::{format, max_time, parse, saturating_add};
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn pid(b: u8) -> PeerId {
+        PeerId([b; 16])
+    }
+
+    #[test]
+    fn rfc3339_formats_utc_with_milliseconds() {
+        let t = UNIX_EPOCH + Duration::new(1_714_566_896, 789_654_321);
+        assert_eq!(format(t), "2024-05-01T12:34:56.789Z");
+        assert_eq!(format(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format(max_time()), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_offsets_fractions_and_octez_forms() {
+        let base = UNIX_EPOCH + Duration::from_secs(1_714_566_896);
+        assert_eq!(parse("2024-05-01T12:34:56Z"), Some(base));
+        assert_eq!(parse("2024-05-01T12:34:56-00:00"), Some(base));
+        assert_eq!(parse("2024-05-01T14:34:56+02:00"), Some(base));
+        assert_eq!(
+            parse("2024-05-01t12:34:56.5z"),
+            Some(base + Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse("2024-05-01T12:34:56.123456789Z"),
+            Some(base + Duration::from_nanos(123_456_789))
+        );
+        assert_eq!(
+            parse("1969-12-31T23:59:59Z"),
+            UNIX_EPOCH.checked_sub(Duration::from_secs(1))
+        );
+        for bad in [
+            "",
+            "2024-05-01",
+            "2024-02-30T00:00:00Z",
+            "2024-05-01T12:34:56",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T12:34:56.Z",
+            "2024-05-01T12:34:56+0200",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+        // Octez also accepts seconds since the epoch.
+        let t: rfc3339::Rfc3339 = serde_json::from_str("\"1714566896\"").unwrap();
+        assert_eq!(t.0, base);
+        let t: rfc3339::Rfc3339 = serde_json::from_str("1714566896").unwrap();
+        assert_eq!(t.0, base);
+    }
+
+    #[test]
+    fn rfc3339_round_trips_at_millisecond_precision() {
+        for s in [0u64, 1, 86_399, 951_782_400, 1_709_251_199, 4_102_444_800] {
+            let t = UNIX_EPOCH + Duration::new(s, 123_000_000);
+            assert_eq!(parse(&format(t)), Some(t));
+        }
+    }
+
+    #[test]
+    fn saturating_add_stops_at_max_time() {
+        assert_eq!(
+            saturating_add(max_time(), Duration::from_secs(1)),
+            max_time()
+        );
+        assert_eq!(saturating_add(UNIX_EPOCH, Duration::MAX), max_time());
+    }
+
+    #[test]
+    fn event_ring_keeps_the_last_hundred() {
+        let mut r = EventRing::default();
+        for i in 0..150 {
+            r.push(i);
+        }
+        assert_eq!(r.len(), 100);
+        assert_eq!(r.iter().next(), Some(&50));
+        assert_eq!(r.last(), Some(&149));
+    }
+
+    #[test]
+    fn p2p_event_json_matches_octez_shape() {
+        let p: Point = "1.2.3.4:9732".parse().unwrap();
+        let id = ConnId::new("1.2.3.4".parse().unwrap(), Some(9732));
+        let e = P2pEvent::AcceptingRequest {
+            point: p,
+            id_point: id,
+            peer_id: pid(1),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "accepting_request");
+        assert_eq!(v["point"], "1.2.3.4:9732");
+        assert_eq!(v["id_point"]["addr"], "::ffff:1.2.3.4");
+        assert_eq!(v["id_point"]["port"], 9732);
+        assert_eq!(v["peer_id"], pid(1).to_string());
+        let back: P2pEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+
+        let e = P2pEvent::RequestRejected {
+            point: p,
+            identity: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"request_rejected","point":"1.2.3.4:9732"}"#
+        );
+        let e = P2pEvent::RequestRejected {
+            point: p,
+            identity: Some((id, pid(2))),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert!(v["identity"].is_array());
+        assert_eq!(serde_json::from_value::<P2pEvent>(v).unwrap(), e);
+
+        assert_eq!(
+            serde_json::to_string(&P2pEvent::GcPeerIds).unwrap(),
+            r#"{"event":"gc_peer_ids"}"#
+        );
+        let v = serde_json::to_value(P2pEvent::SwapAckSent { source: pid(3) }).unwrap();
+        assert_eq!(v["event"], "swap_ack_sent");
+        assert_eq!(v["source"], pid(3).to_string());
+    }
+
+    #[test]
+    fn maintenance_events_are_encodable() {
+        for (e, name, tag) in [
+            (P2pEvent::MaintenanceStarted, "maintenance_started", 26),
+            (P2pEvent::MaintenanceEnded, "maintenance_ended", 27),
+        ] {
+            let s = serde_json::to_string(&e).unwrap();
+            assert_eq!(s, format!("{{\"event\":\"{name}\"}}"));
+            assert_eq!(serde_json::from_str::<P2pEvent>(&s).unwrap(), e);
+            assert_eq!(e.tag(), tag);
+        }
+        assert_eq!(P2pEvent::AdvertiseReceived { source: pid(0) }.tag(), 25);
+        assert_eq!(P2pEvent::BootstrapSent { source: pid(0) }.tag(), 22);
+    }
+}

@@ -1,0 +1,274 @@
+//! Limits and the maintenance bounds (pool spec §3.1, §10.1, §10.4).
+//!
+//! A plain struct whose `Default` is Octez's `P2p_limits.default`,
+//! validated once when the pool is created.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Octez's `P2p_limits`, with its defaults. Speeds are in bytes per second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Whole outgoing attempt, handshake included.
+    pub connection_timeout: Duration,
+    /// Incoming handshake, Ack included.
+    pub authentication_timeout: Duration,
+    /// Largest time between two maintenance rounds; `None` disables the
+    /// maintenance (and the admission threshold becomes `max_connections`).
+    pub maintenance_idle_time: Option<Duration>,
+    /// Below this many connections the maintenance is woken.
+    pub min_connections: usize,
+    /// The number of connections the maintenance aims at.
+    pub expected_connections: usize,
+    /// Above this many connections the maintenance is woken.
+    pub max_connections: usize,
+    /// `listen(2)` backlog.
+    pub backlog: u32,
+    /// Incoming handshakes in progress at once.
+    pub max_incoming_connections: usize,
+    /// Global download cap (B/s).
+    pub max_download_speed: Option<u64>,
+    /// Global upload cap (B/s).
+    pub max_upload_speed: Option<u64>,
+    /// Bytes per socket read.
+    pub read_buffer_size: usize,
+    /// Bound of each connection's read queue, in bytes.
+    pub incoming_message_queue_size: usize,
+    /// Bound of each connection's write queue, in bytes.
+    pub outgoing_message_queue_size: usize,
+    /// Bound of each connection's application queue, in messages.
+    pub incoming_app_message_queue_size: usize,
+    /// Point-table GC: `(max, target)`.
+    pub max_known_points: Option<(usize, usize)>,
+    /// Peer-table GC: `(max, target)`.
+    pub max_known_peer_ids: Option<(usize, usize)>,
+    /// Capacity of the peer greylist.
+    pub peer_greylist_size: usize,
+    /// Memory of the IP greylist filter, in KiB (also the display list's
+    /// capacity).
+    pub ip_greylist_size_in_kilobytes: usize,
+    /// How long a greylisted IP stays banned.
+    pub ip_greylist_cleanup_delay: Duration,
+    /// Minimal spacing between two swaps; `None` disables swaps.
+    pub swap_linger: Option<Duration>,
+    /// Size of the chunks we send, header included (19..=65535).
+    pub binary_chunks_size: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connection_timeout: Duration::from_secs(10),
+            authentication_timeout: Duration::from_secs(5),
+            maintenance_idle_time: Some(Duration::from_secs(120)),
+            min_connections: 10,
+            expected_connections: 50,
+            max_connections: 100,
+            backlog: 20,
+            max_incoming_connections: 20,
+            max_download_speed: None,
+            max_upload_speed: None,
+            read_buffer_size: 16 * 1024,
+            incoming_message_queue_size: 8 << 20,
+            outgoing_message_queue_size: 8 << 20,
+            incoming_app_message_queue_size: 10,
+            max_known_points: Some((400, 300)),
+            max_known_peer_ids: Some((400, 300)),
+            peer_greylist_size: 1023,
+            ip_greylist_size_in_kilobytes: 2048,
+            ip_greylist_cleanup_delay: Duration::from_secs(86_400),
+            swap_linger: Some(Duration::from_secs(30)),
+            binary_chunks_size: None,
+        }
+    }
+}
+
+/// A limit that makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LimitsError {
+    /// A field out of its range.
+    #[error("invalid limit {field}: {why}")]
+    Invalid {
+        /// The field's name.
+        field: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+fn invalid(field: &'static str, why: impl Into<String>) -> LimitsError {
+    LimitsError::Invalid {
+        field,
+        why: why.into(),
+    }
+}
+
+impl Limits {
+    /// Octez's checks, plus those whose absence makes Octez crash later:
+    /// `min ≤ expected ≤ max`, non-zero greylist sizes, GC targets below
+    /// their maxima.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        if self.authentication_timeout.is_zero() {
+            return Err(invalid("authentication_timeout", "must be positive"));
+        }
+        if self.connection_timeout.is_zero() {
+            return Err(invalid("connection_timeout", "must be positive"));
+        }
+        if !(self.min_connections <= self.expected_connections
+            && self.expected_connections <= self.max_connections)
+        {
+            return Err(invalid(
+                "connections",
+                format!(
+                    "need min ({}) <= expected ({}) <= max ({})",
+                    self.min_connections, self.expected_connections, self.max_connections
+                ),
+            ));
+        }
+        if self.swap_linger.is_some_and(|d| d.is_zero()) {
+            return Err(invalid("swap_linger", "must be positive when set"));
+        }
+        if let Some(size) = self.binary_chunks_size {
+            tezos_p2p_wire::crypto::check_binary_chunks_size(size)
+                .map_err(|e| invalid("binary_chunks_size", e.to_string()))?;
+        }
+        if self.peer_greylist_size == 0 {
+            return Err(invalid("peer_greylist_size", "must be positive"));
+        }
+        if self.ip_greylist_size_in_kilobytes == 0 || self.ip_greylist_size_in_kilobytes > 65_535 {
+            return Err(invalid("ip_greylist_size_in_kilobytes", "must be in 1..=65535"));
+        }
+        if self.ip_greylist_cleanup_delay.is_zero() {
+            return Err(invalid("ip_greylist_cleanup_delay", "must be positive"));
+        }
+        for (field, v) in [
+            ("max_known_points", self.max_known_points),
+            ("max_known_peer_ids", self.max_known_peer_ids),
+        ] {
+            if let Some((max, target)) = v {
+                if target > max || max == 0 {
+                    return Err(invalid(field, format!("need 0 < target ({target}) <= max ({max})")));
+                }
+            }
+        }
+        if self.incoming_app_message_queue_size == 0 {
+            return Err(invalid("incoming_app_message_queue_size", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The maintenance bounds derived from min/expected/max.
+    pub fn bounds(&self) -> Bounds {
+        Bounds::new(
+            self.min_connections,
+            self.expected_connections,
+            self.max_connections,
+        )
+    }
+
+    /// Active connections at which a handshake is refused with
+    /// `Too_many_connections`: `max_threshold` with a maintenance, else
+    /// `max_connections`.
+    pub fn connections_threshold(&self) -> usize {
+        if self.maintenance_idle_time.is_some() {
+            self.bounds().max_threshold
+        } else {
+            self.max_connections
+        }
+    }
+}
+
+/// Octez's maintenance bounds (`make_maintenance_bounds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Below this the maintenance connects.
+    pub min_threshold: usize,
+    /// What it connects up to.
+    pub min_target: usize,
+    /// What it disconnects down to.
+    pub max_target: usize,
+    /// Above this the maintenance disconnects.
+    pub max_threshold: usize,
+}
+
+impl Bounds {
+    /// Bounds from `min ≤ expected ≤ max`.
+    pub fn new(min: usize, expected: usize, max: usize) -> Self {
+        let step_min = expected.saturating_sub(min) / 3;
+        let step_max = max.saturating_sub(expected) / 3;
+        Bounds {
+            min_threshold: min + step_min,
+            min_target: min + 2 * step_min,
+            max_target: max.saturating_sub(2 * step_max),
+            max_threshold: max.saturating_sub(step_max),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_of_the_spec_table() {
+        let b = |min, exp, max| {
+            let b = Bounds::new(min, exp, max);
+            (b.min_threshold, b.min_target, b.max_target, b.max_threshold)
+        };
+        assert_eq!(b(10, 50, 100), (23, 36, 68, 84));
+        assert_eq!(b(1, 1, 100), (1, 1, 34, 67));
+        assert_eq!(b(3, 6, 9), (4, 5, 7, 8));
+        assert_eq!(b(1, 2, 3), (1, 1, 3, 3));
+        assert_eq!(b(1, 1, 1), (1, 1, 1, 1));
+        assert_eq!(b(0, 0, 0), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn defaults_are_valid_and_octez() {
+        let l = Limits::default();
+        l.validate().unwrap();
+        assert_eq!(l.connections_threshold(), 84);
+        let no_maintenance = Limits {
+            maintenance_idle_time: None,
+            ..l
+        };
+        assert_eq!(no_maintenance.connections_threshold(), 100);
+    }
+
+    #[test]
+    fn unordered_connection_limits_are_refused_not_crashing() {
+        let l = Limits {
+            min_connections: 20,
+            expected_connections: 10,
+            ..Limits::default()
+        };
+        assert!(l.validate().is_err());
+    }
+
+    #[test]
+    fn bad_chunk_size_and_zero_timeouts_are_refused() {
+        for l in [
+            Limits {
+                binary_chunks_size: Some(18),
+                ..Limits::default()
+            },
+            Limits {
+                authentication_timeout: Duration::ZERO,
+                ..Limits::default()
+            },
+            Limits {
+                swap_linger: Some(Duration::ZERO),
+                ..Limits::default()
+            },
+            Limits {
+                max_known_points: Some((10, 20)),
+                ..Limits::default()
+            },
+        ] {
+            assert!(l.validate().is_err(), "{l:?}");
+        }
+    }
+}
