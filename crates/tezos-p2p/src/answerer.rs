@@ -68,6 +68,7 @@ pub(crate) async fn run<A, C, P>(
     let peer = conn.peer_id();
     loop {
         let read = tokio::select! {
+            biased;
             r = conn.socket.read() => r,
             _ = inner.cancel.cancelled() => break,
         };
@@ -89,12 +90,14 @@ pub(crate) async fn run<A, C, P>(
         let tag = msg.tag();
         let wait = cooldown(&msg);
         tokio::select! {
+            biased;
             _ = throttle.wait(tag, wait) => {}
             _ = conn.socket.closed() => break,
         }
         let keep_going = match msg {
             P2pMessage::Message(m) => {
                 let pushed = tokio::select! {
+                    biased;
                     r = app_tx.send((size, m)) => r.is_ok(),
                     _ = conn.socket.closed() => false,
                 };
@@ -228,7 +231,10 @@ async fn on_swap_request<A, C, P>(
                 .cloned()
                 .collect();
             drop(st);
-            let mut rng = inner.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut rng = inner
+                .rng
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             use rand::seq::SliceRandom;
             Some(candidates.choose(&mut *rng).cloned())
         }

@@ -123,6 +123,7 @@ where
         }
     };
     tokio::select! {
+        biased;
         r = tokio::time::timeout(timeout, attempt) => match r {
             Ok(r) => r,
             Err(_) => {
@@ -182,6 +183,7 @@ where
         let timeout = inner2.limits.authentication_timeout;
         let cancel = inner2.cancel.clone();
         let res = tokio::select! {
+            biased;
             r = tokio::time::timeout(timeout, authenticate(&inner2, stream, remote, None)) => r.ok(),
             _ = cancel.cancelled() => None,
         };
@@ -285,27 +287,31 @@ where
                     let point_trusted = point_info.is_some_and(|i| i.trusted);
                     let peer_info = st.tables.known_peers.get(&peer);
                     let peer_trusted = peer_info.is_some_and(|i| i.trusted);
-                    let motive = if let Err(m) = inner.config.versions.select(&info.announced_version) {
-                        Some(Ok(m))
-                    } else if st.connections.len() + st.admitted
-                        >= inner.limits.connections_threshold()
-                    {
-                        Some(Ok(Motive::TooManyConnections))
-                    } else if inner.config.private_mode && !point_trusted && !peer_trusted {
-                        Some(Err(NetError::PrivateMode(
-                            conn_point.unwrap_or(Point::from(remote)),
-                        )))
-                    } else if point_info.is_some_and(|i| match i.state {
-                        PointState::Accepted { .. } | PointState::Running { .. } => true,
-                        PointState::Requested => incoming,
-                        PointState::Disconnected => false,
-                    }) || peer_info.is_some_and(|i| {
-                        matches!(i.state, PeerState::Accepted { .. } | PeerState::Running { .. })
-                    }) {
-                        Some(Ok(Motive::AlreadyConnected))
-                    } else {
-                        None
-                    };
+                    let motive =
+                        if let Err(m) = inner.config.versions.select(&info.announced_version) {
+                            Some(Ok(m))
+                        } else if st.connections.len() + st.admitted
+                            >= inner.limits.connections_threshold()
+                        {
+                            Some(Ok(Motive::TooManyConnections))
+                        } else if inner.config.private_mode && !point_trusted && !peer_trusted {
+                            Some(Err(NetError::PrivateMode(
+                                conn_point.unwrap_or(Point::from(remote)),
+                            )))
+                        } else if point_info.is_some_and(|i| match i.state {
+                            PointState::Accepted { .. } | PointState::Running { .. } => true,
+                            PointState::Requested => incoming,
+                            PointState::Disconnected => false,
+                        }) || peer_info.is_some_and(|i| {
+                            matches!(
+                                i.state,
+                                PeerState::Accepted { .. } | PeerState::Running { .. }
+                            )
+                        }) {
+                            Some(Ok(Motive::AlreadyConnected))
+                        } else {
+                            None
+                        };
                     if let Some(p) = conn_point {
                         if let Some(i) = st.tables.known_points.get_mut(&p) {
                             i.known_public = !info.private_node;

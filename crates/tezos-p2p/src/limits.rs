@@ -139,7 +139,10 @@ impl Limits {
             return Err(invalid("peer_greylist_size", "must be positive"));
         }
         if self.ip_greylist_size_in_kilobytes == 0 || self.ip_greylist_size_in_kilobytes > 65_535 {
-            return Err(invalid("ip_greylist_size_in_kilobytes", "must be in 1..=65535"));
+            return Err(invalid(
+                "ip_greylist_size_in_kilobytes",
+                "must be in 1..=65535",
+            ));
         }
         if self.ip_greylist_cleanup_delay.is_zero() {
             return Err(invalid("ip_greylist_cleanup_delay", "must be positive"));
@@ -150,12 +153,18 @@ impl Limits {
         ] {
             if let Some((max, target)) = v {
                 if target > max || max == 0 {
-                    return Err(invalid(field, format!("need 0 < target ({target}) <= max ({max})")));
+                    return Err(invalid(
+                        field,
+                        format!("need 0 < target ({target}) <= max ({max})"),
+                    ));
                 }
             }
         }
         if self.incoming_app_message_queue_size == 0 {
-            return Err(invalid("incoming_app_message_queue_size", "must be positive"));
+            return Err(invalid(
+                "incoming_app_message_queue_size",
+                "must be positive",
+            ));
         }
         Ok(())
     }

@@ -7,7 +7,7 @@
 //! against the connection limit, point and peer transitions) is taken in
 //! one critical section, so parallel handshakes cannot overshoot the limit.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -229,8 +229,9 @@ type Hook<A, C> = Arc<dyn Fn(&Arc<PeerConnection<A, C>>) + Send + Sync>;
 pub(crate) struct State<A, C, P> {
     pub(crate) tables: Tables<P>,
     pub(crate) acl: Acl,
-    /// Running connections by peer.
-    pub(crate) connections: HashMap<PeerId, Arc<PeerConnection<A, C>>>,
+    /// Running connections by peer (ordered, so that iterating is
+    /// deterministic and a seeded simulation reproducible).
+    pub(crate) connections: BTreeMap<PeerId, Arc<PeerConnection<A, C>>>,
     /// Handshakes admitted and not yet running (they hold a slot).
     pub(crate) admitted: usize,
     /// Incoming handshakes in progress.
@@ -256,6 +257,8 @@ pub(crate) struct Inner<A, C, P> {
     pub(crate) app_message: Notify,
     pub(crate) listener: Mutex<Option<Listener>>,
     pub(crate) listening_port: Option<u16>,
+    /// The maintenance worker's signals.
+    pub(crate) maintenance: crate::maintenance::Handle,
     /// Wall-clock time at the pool's start, and tokio's instant then: the
     /// pool's clock follows tokio's (pausable) time.
     pub(crate) epoch: (SystemTime, tokio::time::Instant),
@@ -340,7 +343,9 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
                         tables.known_peers.insert(peer.peer_id, peer);
                     }
                 }
-                Err(e) => warn!(file = %path.display(), error = %e, "cannot read the peers file; starting empty"),
+                Err(e) => {
+                    warn!(file = %path.display(), error = %e, "cannot read the peers file; starting empty")
+                }
             }
         }
         let (listener, listening_port) = match config.listening_addr {
@@ -367,7 +372,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             state: Mutex::new(State {
                 tables,
                 acl,
-                connections: HashMap::new(),
+                connections: BTreeMap::new(),
                 admitted: 0,
                 incoming: 0,
                 latest_accepted_swap: None,
@@ -387,6 +392,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             app_message: Notify::new(),
             listener: Mutex::new(listener),
             listening_port,
+            maintenance: Default::default(),
             epoch,
         });
         Ok(Net { inner })
@@ -409,6 +415,29 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
         }
         let inner = self.inner.clone();
         self.inner.tasks.spawn(periodic_jobs(inner));
+        if let Some(idle) = self.inner.limits.maintenance_idle_time {
+            let inner = self.inner.clone();
+            self.inner.tasks.spawn(crate::maintenance::run(inner, idle));
+        }
+    }
+
+    /// Asks the maintenance for a round and waits until one has run.
+    /// Unlike Octez, it returns after the round even when the connection
+    /// count was already within its thresholds. Returns at once when the
+    /// maintenance is disabled.
+    pub async fn maintain(&self) {
+        if self.inner.limits.maintenance_idle_time.is_none() {
+            return;
+        }
+        let done = self.inner.maintenance.done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        self.inner.maintenance.please.notify_one();
+        tokio::select! {
+            biased;
+            _ = done => {}
+            _ = self.inner.cancel.cancelled() => {}
+        }
     }
 
     /// Stops everything in Octez's order: the accept loop, then saves the
@@ -513,7 +542,10 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     }
 
     /// Registers a hook called for every new running connection.
-    pub fn on_new_connection(&self, f: impl Fn(&Arc<PeerConnection<A, C>>) + Send + Sync + 'static) {
+    pub fn on_new_connection(
+        &self,
+        f: impl Fn(&Arc<PeerConnection<A, C>>) + Send + Sync + 'static,
+    ) {
         self.inner
             .on_new_connection
             .lock()
@@ -538,7 +570,14 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
         expected_peer_id: Option<PeerId>,
         timeout: Option<Duration>,
     ) -> Result<Arc<PeerConnection<A, C>>, NetError> {
-        crate::connect::connect(&self.inner, point, trusted.then_some(true), expected_peer_id, timeout).await
+        crate::connect::connect(
+            &self.inner,
+            point,
+            trusted.then_some(true),
+            expected_peer_id,
+            timeout,
+        )
+        .await
     }
 
     /// Closes `conn`; with `wait`, what is queued is written first.
@@ -786,7 +825,9 @@ impl<A, C, P: PeerMeta> Inner<A, C, P> {
 
 /// Greylist decay every 1/16 of the cleanup delay, and a peers-file save
 /// every few minutes, until shutdown.
-async fn periodic_jobs<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta>(inner: Arc<Inner<A, C, P>>) {
+async fn periodic_jobs<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta>(
+    inner: Arc<Inner<A, C, P>>,
+) {
     const SAVE_EVERY: Duration = Duration::from_secs(300);
     let countdown_every = inner.state().acl.countdown_interval();
     let mut countdown = tokio::time::interval(countdown_every);
@@ -795,6 +836,7 @@ async fn periodic_jobs<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta>(i
     save.tick().await;
     loop {
         tokio::select! {
+            biased;
             _ = inner.cancel.cancelled() => return,
             _ = countdown.tick() => inner.state().acl.countdown(),
             _ = save.tick() => {

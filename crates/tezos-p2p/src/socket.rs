@@ -214,6 +214,7 @@ async fn guarded<T>(
         }
     };
     tokio::select! {
+        biased;
         _ = cancel.cancelled() => Err(SocketError::Canceled),
         r = timed => r,
     }
@@ -769,6 +770,7 @@ async fn reader_loop<A: AppMessage>(
     cancel: CancellationToken,
 ) {
     let err = tokio::select! {
+        biased;
         _ = cancel.cancelled() => SocketError::ConnectionClosed,
         Err(e) = read_messages(rd, &io, cipher, decoder, &tx, pending) => e,
     };
@@ -862,6 +864,7 @@ async fn writer_loop(
         }
     };
     let res: Result<(), SocketError> = tokio::select! {
+        biased;
         _ = cancel.cancelled() => Err(SocketError::ConnectionClosed),
         r = run => r,
     };

@@ -35,6 +35,7 @@ where
 {
     loop {
         let accepted = tokio::select! {
+            biased;
             r = listener.accept() => r,
             _ = inner.cancel.cancelled() => return,
         };
@@ -43,6 +44,7 @@ where
             Err(e) if is_resource_error(&e) => {
                 warn!(error = %e, "accept failed for lack of resources; pausing");
                 tokio::select! {
+                    biased;
                     _ = tokio::time::sleep(RESOURCE_ERROR_PAUSE) => {}
                     _ = inner.cancel.cancelled() => return,
                 }
@@ -64,6 +66,8 @@ mod tests {
         assert!(is_resource_error(&io::Error::from_raw_os_error(24)));
         assert!(is_resource_error(&io::Error::from_raw_os_error(23)));
         assert!(!is_resource_error(&io::Error::from_raw_os_error(104)));
-        assert!(!is_resource_error(&io::Error::from(io::ErrorKind::ConnectionAborted)));
+        assert!(!is_resource_error(&io::Error::from(
+            io::ErrorKind::ConnectionAborted
+        )));
     }
 }

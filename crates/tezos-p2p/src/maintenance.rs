@@ -1,0 +1,302 @@
+//! The maintenance worker (pool spec §6, F26–F29, F34): keeps the number of
+//! connections between the thresholds derived from min/expected/max.
+//!
+//! It runs one round at activation, then whenever the idle timer fires,
+//! [`Net::maintain`](crate::Net::maintain) is called, or the pool signals
+//! too few or too many connections. Too few: contact candidate points in
+//! parallel (never-missed first, then the oldest miss; the reconnection
+//! back-off is respected), and when short of candidates ask the peers for
+//! more (Bootstrap) and wait for a new point or 5 s. Too many: disconnect
+//! random connections, sparing private-and-trusted ones. Within the
+//! thresholds: propose one swap, if swaps are enabled and the linger has
+//! passed (Octez ignores both when initiating).
+
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rand::seq::SliceRandom;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tracing::{debug, info};
+
+use tezos_p2p_wire::message::{AppMessage, ConnMeta, P2pMessage};
+use tezos_p2p_wire::point::Point;
+
+use crate::events::P2pEvent;
+use crate::net::Inner;
+use crate::peers::PeerMeta;
+use crate::points::PointState;
+
+/// How long the worker waits for new points when short of candidates
+/// (Octez's `time_between_looking_for_peers`).
+pub const TIME_BETWEEN_LOOKING_FOR_PEERS: Duration = Duration::from_secs(5);
+
+/// The worker's signals.
+#[derive(Debug, Default)]
+pub(crate) struct Handle {
+    /// Asks for a round (`P2p.maintain`).
+    pub(crate) please: Notify,
+    /// Signalled after every round.
+    pub(crate) done: Notify,
+    /// Wakes the discovery sender when short of candidates.
+    pub(crate) wake_discovery: Notify,
+}
+
+/// Why a round runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Motive {
+    Activation,
+    Timer,
+    External,
+    TooFew,
+    TooMany,
+}
+
+/// The worker's loop; ends at shutdown.
+pub(crate) async fn run<A, C, P>(inner: Arc<Inner<A, C, P>>, idle: Duration)
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let mut motive = Motive::Activation;
+    loop {
+        debug!(?motive, "maintenance round");
+        tokio::select! {
+            biased;
+            _ = maintain(&inner) => {}
+            _ = inner.cancel.cancelled() => return,
+        }
+        inner.maintenance.done.notify_waiters();
+        let h = &inner.maintenance;
+        let t = &inner.triggers;
+        motive = tokio::select! {
+            biased;
+            _ = tokio::time::sleep(idle) => Motive::Timer,
+            _ = h.please.notified() => Motive::External,
+            _ = t.too_few_connections.notified() => Motive::TooFew,
+            _ = t.too_many_connections.notified() => Motive::TooMany,
+            _ = inner.cancel.cancelled() => return,
+        };
+    }
+}
+
+/// One request: correct the connection count if it is out of bounds, else
+/// propose a swap.
+async fn maintain<A, C, P>(inner: &Arc<Inner<A, C, P>>)
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let b = inner.limits.bounds();
+    let n = inner.active();
+    if n < b.min_threshold || n > b.max_threshold {
+        let started = tokio::time::Instant::now();
+        loop {
+            inner.log(P2pEvent::MaintenanceStarted);
+            let n = inner.active();
+            if n < b.min_threshold {
+                inner.log(P2pEvent::TooFewConnections);
+                // Octez dials up to max_target; aiming at the expected count
+                // instead leaves room for nodes that join later, which
+                // otherwise find every peer full.
+                let aim = inner
+                    .limits
+                    .expected_connections
+                    .clamp(b.min_target, b.max_target.max(b.min_target));
+                let contacted = try_to_contact(inner, b.min_target - n, aim - n).await;
+                if !contacted {
+                    ask_for_more_contacts(inner).await;
+                }
+            } else if n > b.max_threshold {
+                inner.log(P2pEvent::TooManyConnections);
+                disconnect_random(inner, n - b.max_target).await;
+            } else {
+                break;
+            }
+        }
+        info!(elapsed = ?started.elapsed(), active = inner.active(), "maintenance ended");
+        inner.log(P2pEvent::MaintenanceEnded);
+    } else if !inner.config.private_mode {
+        send_swap_request(inner);
+    }
+}
+
+/// Contacts candidate points until `min_to_contact` connections succeeded;
+/// false when it ran out of candidates first.
+async fn try_to_contact<A, C, P>(
+    inner: &Arc<Inner<A, C, P>>,
+    mut min_to_contact: usize,
+    mut max_to_contact: usize,
+) -> bool
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let start = inner.now();
+    let mut seen: HashSet<Point> = HashSet::new();
+    loop {
+        if min_to_contact == 0 {
+            return true;
+        }
+        let candidates = candidates(inner, start, &mut seen, max_to_contact);
+        if candidates.is_empty() {
+            tokio::task::yield_now().await;
+            return false;
+        }
+        let mut dials = JoinSet::new();
+        for point in candidates {
+            let inner = inner.clone();
+            dials.spawn(async move {
+                crate::connect::connect(&inner, point, None, None, None)
+                    .await
+                    .is_ok()
+            });
+        }
+        let mut established = 0;
+        while let Some(r) = dials.join_next().await {
+            if r.unwrap_or(false) {
+                established += 1;
+            }
+        }
+        min_to_contact = min_to_contact.saturating_sub(established);
+        max_to_contact = max_to_contact.saturating_sub(established);
+    }
+}
+
+/// Octez's classification (§6.4): the best `max` candidates, never-missed
+/// points first, then the oldest miss.
+fn candidates<A, C, P: PeerMeta>(
+    inner: &Inner<A, C, P>,
+    start: SystemTime,
+    seen: &mut HashSet<Point>,
+    max: usize,
+) -> Vec<Point> {
+    let now = inner.now();
+    let private = inner.config.private_mode;
+    let st = inner.state();
+    let mut found: Vec<(Option<SystemTime>, Point)> = Vec::new();
+    for (point, info) in &st.tables.known_points {
+        if seen.contains(point) || st.acl.banned_addr(point.ip()) || (private && !info.trusted) {
+            continue;
+        }
+        seen.insert(*point);
+        if !matches!(info.state, PointState::Disconnected) {
+            continue;
+        }
+        let last_miss = info.last_miss();
+        if last_miss.is_some_and(|t| t > start) || info.cannot_reconnect_yet(now) {
+            continue;
+        }
+        found.push((last_miss, *point));
+    }
+    // Never missed first (None sorts first), then the oldest miss; the
+    // point breaks ties so a seeded run is reproducible.
+    found.sort();
+    found.truncate(max);
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Sends Bootstrap to every public peer, then waits for a new point or
+/// peer, or 5 s.
+async fn ask_for_more_contacts<A, C, P>(inner: &Arc<Inner<A, C, P>>)
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    if !inner.config.private_mode && !inner.config.disable_peer_discovery {
+        let conns: Vec<_> = inner.state().connections.values().cloned().collect();
+        for c in conns {
+            if !c.socket.private_node() {
+                let _ = c.socket.write_now(&P2pMessage::Bootstrap);
+                inner.log(P2pEvent::BootstrapSent {
+                    source: c.peer_id(),
+                });
+            }
+        }
+        inner.maintenance.wake_discovery.notify_waiters();
+    }
+    tokio::select! {
+        biased;
+        _ = inner.triggers.new_point.notified() => {}
+        _ = inner.triggers.new_peer.notified() => {}
+        _ = tokio::time::sleep(TIME_BETWEEN_LOOKING_FOR_PEERS) => {}
+    }
+}
+
+/// Closes `k` random connections, sparing the private-and-trusted ones,
+/// and waits until they are torn down.
+async fn disconnect_random<A, C, P>(inner: &Arc<Inner<A, C, P>>, k: usize)
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let mut victims: Vec<_> = inner
+        .state()
+        .connections
+        .values()
+        .filter(|c| !(c.socket.private_node() && c.trusted))
+        .cloned()
+        .collect();
+    victims.sort_by_key(|c| c.peer_id());
+    victims.shuffle(&mut *inner.rng.lock().unwrap_or_else(PoisonError::into_inner));
+    for v in victims.into_iter().take(k) {
+        v.socket.close(false).await;
+        v.cancel.cancelled().await;
+    }
+}
+
+/// Proposes one swap (§7.4): to a random public peer R, the point of
+/// another public connection P. Skipped when swaps are disabled or the
+/// last swap is more recent than the linger.
+fn send_swap_request<A, C, P>(inner: &Inner<A, C, P>)
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let Some(linger) = inner.limits.swap_linger else {
+        return;
+    };
+    let now = inner.now();
+    let mut conns: Vec<_> = {
+        let st = inner.state();
+        let latest = st.latest_accepted_swap.max(st.latest_successful_swap);
+        if latest.is_some_and(|t| now.duration_since(t).unwrap_or_default() < linger) {
+            return;
+        }
+        st.connections
+            .values()
+            .filter(|c| !c.socket.private_node())
+            .cloned()
+            .collect()
+    };
+    if conns.len() < 2 {
+        return;
+    }
+    conns.sort_by_key(|c| c.peer_id());
+    let (r, p) = {
+        let mut rng = inner.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        conns.shuffle(&mut *rng);
+        let r = conns[0].clone();
+        let Some(p) = conns[1..].iter().find(|c| c.point.is_some()).cloned() else {
+            return;
+        };
+        (r, p)
+    };
+    let Some(point) = p.point else { return };
+    *r.last_sent_swap_request
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some((now, p.peer_id()));
+    let _ = r
+        .socket
+        .write_now(&P2pMessage::SwapRequest(point, p.peer_id()));
+    inner.log(P2pEvent::SwapRequestSent {
+        source: r.peer_id(),
+    });
+}

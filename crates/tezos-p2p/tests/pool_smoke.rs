@@ -1,0 +1,61 @@
+//! Two pools on the in-memory network connect and exchange messages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tezos_p2p::limits::Limits;
+use tezos_p2p::transport::{MemoryNetwork, Transport};
+use tezos_p2p::wire::identity::{Identity, PowStamp, PowTarget, SecretKey};
+use tezos_p2p::wire::message::{OctezMetadata, RawMessage};
+use tezos_p2p::wire::version::{ChainName, SupportedVersions};
+use tezos_p2p::{Config, Net};
+
+type TestNet = Net<RawMessage, OctezMetadata, ()>;
+
+fn config(seed: u8, net: &MemoryNetwork, port: u16) -> Config<OctezMetadata> {
+    Config {
+        listening_addr: Some(format!("127.0.0.{seed}:{port}").parse().unwrap()),
+        advertised_port: None,
+        trusted_points: vec![],
+        peers_file: None,
+        private_mode: false,
+        identity: Arc::new(Identity::from_secret_key(SecretKey([seed; 32]), PowStamp([0; 24]))),
+        proof_of_work_target: PowTarget::new(0.0).unwrap(),
+        versions: SupportedVersions::octez(ChainName::from("TEST")),
+        metadata: OctezMetadata::default(),
+        reconnection: Default::default(),
+        disable_peer_discovery: false,
+        transport: Transport::Memory(net.with_local_ip(format!("127.0.0.{seed}").parse().unwrap())),
+        seed: Some(u64::from(seed)),
+    }
+}
+
+#[tokio::test]
+async fn two_pools_connect_and_exchange_messages() {
+    let mem = MemoryNetwork::new();
+    let a: TestNet = Net::create(config(1, &mem, 9732), Limits::default()).await.unwrap();
+    let b: TestNet = Net::create(config(2, &mem, 9732), Limits::default()).await.unwrap();
+    a.activate();
+    b.activate();
+    let conn = a
+        .connect("127.0.0.2:9732".parse().unwrap(), false, None, None)
+        .await
+        .unwrap();
+    assert_eq!(conn.peer_id(), b.peer_id());
+    a.send(&conn, RawMessage { tag: 0x10, body: b"hi".to_vec() }).await.unwrap();
+    let (from, size, msg) = tokio::time::timeout(Duration::from_secs(5), b.recv_any()).await.unwrap();
+    assert_eq!(from.peer_id(), a.peer_id());
+    assert_eq!(size, 8);
+    assert_eq!(msg.body, b"hi");
+    assert_eq!(a.active_connections(), 1);
+    assert_eq!(b.active_connections(), 1);
+    a.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while b.active_connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    b.shutdown().await;
+}
