@@ -138,18 +138,60 @@ where
     }
 }
 
-/// An outgoing attempt failed before the connection ran: the point goes
-/// back to Disconnected with a back-off step (whatever state it reached).
+/// An outgoing attempt failed before admission: the point, still
+/// Requested by it, goes back to Disconnected with a back-off step. A point
+/// that another connection made Accepted or Running is left alone (an
+/// admitted attempt is undone by its [`Admission`] guard).
 fn point_failed<A, C, P: PeerMeta>(inner: &Inner<A, C, P>, point: Point) {
     let now = inner.now();
     let cfg = inner.config.reconnection.clone();
     let mut st = inner.state();
     if let Some(info) = st.tables.known_points.get_mut(&point) {
-        match info.state {
-            PointState::Requested | PointState::Accepted { .. } => {
-                let _ = info.set_disconnected(&cfg, now, false);
+        if info.state == PointState::Requested {
+            let _ = info.set_disconnected(&cfg, now, false);
+        }
+    }
+}
+
+/// An admitted handshake: it holds a connection slot and keeps its point
+/// and peer Accepted. Dropped before it becomes a running connection
+/// (failed Ack exchange, timeout, shutdown), it gives the slot back and
+/// puts the point and the peer back to Disconnected.
+struct Admission<A, C, P: PeerMeta> {
+    inner: Arc<Inner<A, C, P>>,
+    point: Option<Point>,
+    peer: PeerId,
+    armed: bool,
+}
+
+impl<A, C, P: PeerMeta> Admission<A, C, P> {
+    /// The connection runs: the caller moves the slot to the connection
+    /// table (decrementing `admitted`) in the same critical section.
+    fn into_running(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<A, C, P: PeerMeta> Drop for Admission<A, C, P> {
+    fn drop(&mut self) {
+        let now = self.inner.now();
+        let cfg = self.inner.config.reconnection.clone();
+        if !self.armed {
+            return;
+        }
+        let mut st = self.inner.state();
+        st.admitted -= 1;
+        if let Some(p) = self.point {
+            if let Some(i) = st.tables.known_points.get_mut(&p) {
+                if i.state == (PointState::Accepted { peer_id: self.peer }) {
+                    let _ = i.set_disconnected(&cfg, now, false);
+                }
             }
-            PointState::Running { .. } | PointState::Disconnected => {}
+        }
+        if let Some(i) = st.tables.known_peers.get_mut(&self.peer) {
+            if matches!(i.state, PeerState::Accepted { .. }) {
+                let _ = i.set_disconnected(now, false);
+            }
         }
     }
 }
@@ -300,7 +342,13 @@ where
                             )))
                         } else if point_info.is_some_and(|i| match i.state {
                             PointState::Accepted { .. } | PointState::Running { .. } => true,
-                            PointState::Requested => incoming,
+                            // Simultaneous dial: Octez always refuses the
+                            // incoming one, so two peers dialling each other
+                            // at once refuse each other. We keep the
+                            // connection opened by the smaller peer id.
+                            PointState::Requested => {
+                                incoming && peer > inner.config.identity.peer_id
+                            }
                             PointState::Disconnected => false,
                         }) || peer_info.is_some_and(|i| {
                             matches!(
@@ -412,24 +460,21 @@ where
                 cancel: inner.cancel.child_token(),
                 ..AcceptOptions::default()
             };
+            let admission = Admission {
+                inner: inner.clone(),
+                point: conn_point,
+                peer,
+                armed: true,
+            };
             match auth.accept::<A>(opts).await {
                 Ok(socket) => Ok(register_connection(
-                    inner, socket, conn_point, id_point, negotiated,
+                    inner, socket, admission, id_point, negotiated,
                 )),
                 Err(e) => {
+                    drop(admission);
                     let now = inner.now();
-                    let cfg = inner.config.reconnection.clone();
                     let learned = {
                         let mut st = inner.state();
-                        st.admitted -= 1;
-                        if let Some(p) = conn_point {
-                            if let Some(i) = st.tables.known_points.get_mut(&p) {
-                                let _ = i.set_disconnected(&cfg, now, false);
-                            }
-                        }
-                        if let Some(i) = st.tables.known_peers.get_mut(&peer) {
-                            let _ = i.set_disconnected(now, false);
-                        }
                         let mut learned = Vec::new();
                         if let SocketError::RejectedByNack {
                             alternative_points: Some(points),
@@ -492,7 +537,7 @@ fn announce<A, C, P>(inner: &Inner<A, C, P>, points: &[Point], peer: Option<Peer
 fn register_connection<A, C, P>(
     inner: &Arc<Inner<A, C, P>>,
     socket: socket::Connection<A, C>,
-    conn_point: Option<Point>,
+    admission: Admission<A, C, P>,
     conn_id: ConnId,
     negotiated_version: tezos_p2p_wire::version::NetworkVersion,
 ) -> Arc<PeerConnection<A, C>>
@@ -502,11 +547,14 @@ where
     P: PeerMeta,
 {
     let peer = socket.info().peer_id;
+    let conn_point = admission.point;
     let now = inner.now();
     let (app_tx, app_rx) = mpsc::channel(inner.limits.incoming_app_message_queue_size);
+    admission.into_running();
     let conn = {
         let mut st = inner.state();
         let st = &mut *st;
+        // The admitted slot becomes the running connection's, atomically.
         st.admitted -= 1;
         let point_trusted = conn_point
             .and_then(|p| st.tables.known_points.get(&p))

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod discovery;
 mod answerer;
 mod connect;
 pub mod events;
