@@ -2,7 +2,7 @@
 //! then checked and turned into the pool's configuration.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
@@ -11,7 +11,9 @@ use serde::Deserialize;
 use tezos_p2p::limits::Limits;
 use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::point::{Point, PointParseError};
-use tezos_p2p_wire::version::{ChainName, GHOSTNET_CHAIN_NAME, MAINNET_CHAIN_NAME, SANDBOXED_SANDBOX_CHAIN_NAME};
+use tezos_p2p_wire::version::{
+    ChainName, GHOSTNET_CHAIN_NAME, MAINNET_CHAIN_NAME, SANDBOXED_SANDBOX_CHAIN_NAME,
+};
 
 /// Settings shared by the flags of `run` and its config file (whose keys
 /// are the flags' names without `--`; `peer` may also be written `peers`).
@@ -67,7 +69,8 @@ pub struct Settings {
     /// Size of the chunks sent, 19..=65535 bytes.
     #[arg(long, value_name = "BYTES")]
     pub binary_chunks_size: Option<usize>,
-    /// Local peer discovery over UDP.
+    /// Local peer discovery over UDP: announce to and listen on this
+    /// (broadcast) IPv4 address, e.g. 255.255.255.255:10732.
     #[arg(long, value_name = "ADDR:PORT")]
     pub discovery_addr: Option<String>,
     /// No maintenance: no automatic connection or disconnection.
@@ -96,7 +99,11 @@ impl Settings {
         Settings {
             net_addr: self.net_addr.or(file.net_addr),
             advertised_net_port: self.advertised_net_port.or(file.advertised_net_port),
-            peer: if self.peer.is_empty() { file.peer } else { self.peer },
+            peer: if self.peer.is_empty() {
+                file.peer
+            } else {
+                self.peer
+            },
             network: self.network.or(file.network),
             chain_name: self.chain_name.or(file.chain_name),
             expected_pow: self.expected_pow.or(file.expected_pow),
@@ -105,7 +112,9 @@ impl Settings {
             min_connections: self.min_connections.or(file.min_connections),
             expected_connections: self.expected_connections.or(file.expected_connections),
             max_connections: self.max_connections.or(file.max_connections),
-            max_incoming_connections: self.max_incoming_connections.or(file.max_incoming_connections),
+            max_incoming_connections: self
+                .max_incoming_connections
+                .or(file.max_incoming_connections),
             max_download_speed: self.max_download_speed.or(file.max_download_speed),
             max_upload_speed: self.max_upload_speed.or(file.max_upload_speed),
             binary_chunks_size: self.binary_chunks_size.or(file.binary_chunks_size),
@@ -129,7 +138,6 @@ pub fn read_file(path: &Path) -> Result<Settings, String> {
 /// `run`'s settings, checked.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub data_dir: PathBuf,
     pub net_addr: SocketAddr,
     pub advertised_port: Option<u16>,
     pub trusted_points: Vec<(Point, Option<PeerId>)>,
@@ -145,8 +153,9 @@ pub struct RunConfig {
 
 /// Parses `ADDR:PORT` (an IP literal, IPv6 in brackets).
 pub fn parse_addr(flag: &str, s: &str) -> Result<SocketAddr, String> {
-    s.parse::<SocketAddr>()
-        .map_err(|_| format!("invalid {flag} {s:?}: expected ADDR:PORT, e.g. 127.0.0.1:9732 or [::]:9732"))
+    s.parse::<SocketAddr>().map_err(|_| {
+        format!("invalid {flag} {s:?}: expected ADDR:PORT, e.g. 127.0.0.1:9732 or [::]:9732")
+    })
 }
 
 /// Parses `POINT[#PEER_ID]`, resolving a host name.
@@ -206,14 +215,25 @@ pub fn apply_connections(limits: &mut Limits, n: usize) {
 
 impl Settings {
     /// Checks everything and applies the defaults.
-    pub fn finish(self, data_dir: PathBuf) -> Result<RunConfig, String> {
-        let net_addr = parse_addr("--net-addr", self.net_addr.as_deref().unwrap_or("[::]:9732"))?;
-        let rpc_addr = parse_addr("--rpc-addr", self.rpc_addr.as_deref().unwrap_or("127.0.0.1:8732"))?;
+    pub fn finish(self) -> Result<RunConfig, String> {
+        let net_addr = parse_addr(
+            "--net-addr",
+            self.net_addr.as_deref().unwrap_or("[::]:9732"),
+        )?;
+        let rpc_addr = parse_addr(
+            "--rpc-addr",
+            self.rpc_addr.as_deref().unwrap_or("127.0.0.1:8732"),
+        )?;
         let discovery_addr = self
             .discovery_addr
             .as_deref()
             .map(|s| parse_addr("--discovery-addr", s))
             .transpose()?;
+        if let Some(a) = discovery_addr {
+            if !a.is_ipv4() {
+                return Err(format!("invalid --discovery-addr {a}: must be an IPv4 address, e.g. 255.255.255.255:10732"));
+            }
+        }
         let trusted_points = self
             .peer
             .iter()
@@ -222,13 +242,17 @@ impl Settings {
         let mut chain_name = network_chain(self.network.as_deref().unwrap_or("sandbox"))?;
         if let Some(name) = self.chain_name {
             if name.is_empty() || name.len() > 128 {
-                return Err(format!("invalid --chain-name {name:?}: must be 1 to 128 bytes"));
+                return Err(format!(
+                    "invalid --chain-name {name:?}: must be 1 to 128 bytes"
+                ));
             }
             chain_name = ChainName::from(name);
         }
         let expected_pow = self.expected_pow.unwrap_or(26.0);
         if !(0.0..=256.0).contains(&expected_pow) {
-            return Err(format!("invalid --expected-pow {expected_pow}: must be in 0..=256"));
+            return Err(format!(
+                "invalid --expected-pow {expected_pow}: must be in 0..=256"
+            ));
         }
         let mut limits = Limits::default();
         if let Some(n) = self.connections {
@@ -281,7 +305,6 @@ impl Settings {
             Some(s) => return Err(format!("invalid --ping-interval {s}: must be >= 0 seconds")),
         };
         Ok(RunConfig {
-            data_dir,
             net_addr,
             advertised_port: self.advertised_net_port,
             trusted_points,
@@ -305,9 +328,15 @@ mod tests {
     fn connections_shortcut_matches_octez() {
         let mut l = Limits::default();
         apply_connections(&mut l, 1);
-        assert_eq!((l.min_connections, l.expected_connections, l.max_connections), (1, 1, 1));
+        assert_eq!(
+            (l.min_connections, l.expected_connections, l.max_connections),
+            (1, 1, 1)
+        );
         apply_connections(&mut l, 4);
-        assert_eq!((l.min_connections, l.expected_connections, l.max_connections), (2, 4, 6));
+        assert_eq!(
+            (l.min_connections, l.expected_connections, l.max_connections),
+            (2, 4, 6)
+        );
         assert_eq!(l.max_known_points, Some((32, 24)));
     }
 
@@ -319,21 +348,24 @@ mod tests {
         let (p, _) = parse_peer("localhost:9732").unwrap();
         assert_eq!(p.port(), 9732);
         assert!(p.ip().is_loopback());
-        assert!(parse_peer("127.0.0.1").unwrap_err().contains("missing :PORT"));
+        assert!(parse_peer("127.0.0.1")
+            .unwrap_err()
+            .contains("missing :PORT"));
         assert!(parse_peer("127.0.0.1:99999").is_err());
         assert!(parse_peer("127.0.0.1:1#nope").is_err());
     }
 
     #[test]
     fn flags_win_over_the_file() {
-        let file: Settings =
-            serde_json::from_str(r#"{"net-addr": "127.0.0.1:1", "peers": ["127.0.0.1:2"], "connections": 4}"#)
-                .unwrap();
+        let file: Settings = serde_json::from_str(
+            r#"{"net-addr": "127.0.0.1:1", "peers": ["127.0.0.1:2"], "connections": 4}"#,
+        )
+        .unwrap();
         let flags = Settings {
             net_addr: Some("127.0.0.1:3".into()),
             ..Settings::default()
         };
-        let c = flags.over(file).finish(PathBuf::from("/tmp/x")).unwrap();
+        let c = flags.over(file).finish().unwrap();
         assert_eq!(c.net_addr.port(), 3);
         assert_eq!(c.trusted_points.len(), 1);
         assert_eq!(c.limits.expected_connections, 4);

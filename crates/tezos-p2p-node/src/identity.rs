@@ -62,7 +62,8 @@ fn human_secs(s: f64) -> String {
 /// Generates an identity at `level`, reporting progress on stderr: a
 /// redrawn bar on a terminal, a plain line every few seconds otherwise.
 pub fn generate(level: f64) -> Result<Identity, String> {
-    let target = PowTarget::new(level).map_err(|_| format!("invalid proof-of-work level {level}: must be in 0..=256"))?;
+    let target = PowTarget::new(level)
+        .map_err(|_| format!("invalid proof-of-work level {level}: must be in 0..=256"))?;
     let tty = std::io::stderr().is_terminal();
     eprintln!("generating an identity with proof-of-work level {level} (about 2^{level} attempts)");
     let search = PowSearch {

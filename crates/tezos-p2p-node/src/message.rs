@@ -140,7 +140,13 @@ mod tests {
     #[test]
     fn other_tags_are_opaque_and_low_tags_refused() {
         let m = NodeMessage::decode(0x20, b"abc").unwrap();
-        assert_eq!(m, NodeMessage::Other { tag: 0x20, body: b"abc".to_vec() });
+        assert_eq!(
+            m,
+            NodeMessage::Other {
+                tag: 0x20,
+                body: b"abc".to_vec()
+            }
+        );
         assert_eq!(m.body(), b"abc");
         assert!(NodeMessage::decode(0x05, b"").is_err());
         let b = NodeMessage::decode(0x11, &[0, 0, 0, 1, 7]).unwrap();

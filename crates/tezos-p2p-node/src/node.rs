@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
+use tezos_p2p::discovery::DiscoveryConfig;
 use tezos_p2p::events::P2pEvent;
 use tezos_p2p::limits::Limits;
 use tezos_p2p::peers::OctezPeerMetadata;
@@ -59,7 +60,11 @@ pub struct Inbox {
 impl Inbox {
     /// Messages after `since`, oldest first.
     pub fn since(&self, since: u64) -> Vec<Received> {
-        self.items.iter().filter(|m| m.seq > since).cloned().collect()
+        self.items
+            .iter()
+            .filter(|m| m.seq > since)
+            .cloned()
+            .collect()
     }
 }
 
@@ -127,6 +132,8 @@ pub struct NodeParams {
     pub disable_peer_discovery: bool,
     pub limits: Limits,
     pub ping_interval: Option<Duration>,
+    /// Local discovery's (broadcast) address, if on.
+    pub discovery: Option<SocketAddr>,
 }
 
 /// A running node.
@@ -147,7 +154,8 @@ const FIRST_DIALS: usize = 10;
 impl Node {
     /// Creates and activates the pool and starts the node's tasks.
     pub async fn start(p: NodeParams) -> Result<Arc<Node>, String> {
-        let target = PowTarget::new(p.expected_pow).map_err(|_| format!("invalid proof-of-work level {}", p.expected_pow))?;
+        let target = PowTarget::new(p.expected_pow)
+            .map_err(|_| format!("invalid proof-of-work level {}", p.expected_pow))?;
         let config = Config {
             listening_addr: Some(p.listen),
             advertised_port: p.advertised_port,
@@ -166,13 +174,22 @@ impl Node {
             transport: Transport::Tcp(TcpOptions::from_env()),
             seed: None,
         };
-        let net: P2p = Net::create(config, p.limits.clone()).await.map_err(|e| match e {
-            NetError::FailedToOpenListeningSocket { addr, reason } => {
-                format!("cannot listen on {addr}: {reason}")
-            }
-            e => format!("cannot create the pool: {e}"),
-        })?;
+        let net: P2p = Net::create(config, p.limits.clone())
+            .await
+            .map_err(|e| match e {
+                NetError::FailedToOpenListeningSocket { addr, reason } => {
+                    format!("cannot listen on {addr}: {reason}")
+                }
+                e => format!("cannot create the pool: {e}"),
+            })?;
         net.activate();
+        if let Some(addr) = p.discovery {
+            net.start_discovery(DiscoveryConfig {
+                addr,
+                trust_discovered_peers: false,
+            })
+            .map_err(|e| format!("cannot start local discovery on {addr}: {e}"))?;
+        }
         let node = Arc::new(Node {
             net,
             inbox: Mutex::new(Inbox::default()),
@@ -264,13 +281,7 @@ async fn count_events(node: Arc<Node>) {
     loop {
         match rx.recv().await {
             Ok(e) => {
-                match &e {
-                    P2pEvent::ConnectionEstablished { peer_id, id_point } => {
-                        info!(peer = %peer_id, point = %id_point, "connection established")
-                    }
-                    P2pEvent::Disconnection { peer_id } => info!(peer = %peer_id, "disconnection"),
-                    _ => debug!(event = ?e, "p2p event"),
-                }
+                debug!(event = ?e, "p2p event");
                 node.counters.count(&e);
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -298,7 +309,9 @@ async fn first_dial(net: P2p, point: Point, expected: Option<PeerId>) {
                 return;
             }
             Err(NetError::Connected(_)) => return,
-            Err(e) => debug!(point = %point, attempt, error = %e, "cannot connect to trusted point yet"),
+            Err(e) => {
+                debug!(point = %point, attempt, error = %e, "cannot connect to trusted point yet")
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

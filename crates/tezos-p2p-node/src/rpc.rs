@@ -71,13 +71,19 @@ fn ok(v: Value) -> Res {
 }
 
 fn peer_id(s: &str) -> Result<PeerId, ApiError> {
-    s.parse::<PeerId>()
-        .map_err(|_| ApiError::bad(format!("invalid peer id {s:?}: expected a base58 id (idt…/ids…)")))
+    s.parse::<PeerId>().map_err(|_| {
+        ApiError::bad(format!(
+            "invalid peer id {s:?}: expected a base58 id (idt…/ids…)"
+        ))
+    })
 }
 
 fn point(s: &str) -> Result<Point, ApiError> {
-    s.parse::<Point>()
-        .map_err(|e| ApiError::bad(format!("invalid point {s:?}: {e} (expected ADDR:PORT, IPv6 in brackets)")))
+    s.parse::<Point>().map_err(|e| {
+        ApiError::bad(format!(
+            "invalid point {s:?}: {e} (expected ADDR:PORT, IPv6 in brackets)"
+        ))
+    })
 }
 
 fn query(q: Q, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
@@ -95,7 +101,8 @@ fn query(q: Q, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes, expected: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}; expected {expected}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("invalid JSON body: {e}; expected {expected}")))
 }
 
 fn time(t: SystemTime) -> Value {
@@ -143,9 +150,11 @@ fn stat_json(s: &Stat) -> Value {
     serde_json::to_value(s).unwrap_or(Value::Null)
 }
 
-fn peer_info_json<M: serde::Serialize>(node: &Node, info: &PeerInfo<M>) -> Value {
+fn peer_info_json<M: tezos_p2p::peers::PeerMeta>(node: &Node, info: &PeerInfo<M>) -> Value {
     let conn = node.net.find_connection_by_peer_id(&info.peer_id);
-    let pair = |x: Option<(tezos_p2p::peers::ConnId, SystemTime)>| x.map(|(c, t)| json!([c, rfc3339::format(t)]));
+    let pair = |x: Option<(tezos_p2p::peers::ConnId, SystemTime)>| {
+        x.map(|(c, t)| json!([c, rfc3339::format(t)]))
+    };
     let mut m = serde_json::Map::new();
     m.insert("score".into(), json!(info.score()));
     m.insert("trusted".into(), json!(info.trusted));
@@ -166,8 +175,14 @@ fn peer_info_json<M: serde::Serialize>(node: &Node, info: &PeerInfo<M>) -> Value
     );
     for (k, v) in [
         ("last_failed_connection", pair(info.last_failed_connection)),
-        ("last_rejected_connection", pair(info.last_rejected_connection)),
-        ("last_established_connection", pair(info.last_established_connection)),
+        (
+            "last_rejected_connection",
+            pair(info.last_rejected_connection),
+        ),
+        (
+            "last_established_connection",
+            pair(info.last_established_connection),
+        ),
         ("last_disconnection", pair(info.last_disconnection)),
         ("last_seen", pair(info.last_seen())),
         ("last_miss", pair(info.last_miss())),
@@ -188,13 +203,19 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/network/full_stat", get(full_stat))
         .route("/network/log", get(net_log))
         .route("/network/connections", get(connections))
-        .route("/network/connections/{peer_id}", get(connection).delete(kick))
+        .route(
+            "/network/connections/{peer_id}",
+            get(connection).delete(kick),
+        )
         .route("/network/peers", get(peers))
         .route("/network/peers/{peer_id}", get(peer).patch(patch_peer))
         .route("/network/peers/{peer_id}/banned", get(peer_banned))
         .route("/network/peers/{peer_id}/log", get(peer_log))
         .route("/network/points", get(points))
-        .route("/network/points/{point}", get(point_get).put(point_connect).patch(patch_point))
+        .route(
+            "/network/points/{point}",
+            get(point_get).put(point_connect).patch(patch_point),
+        )
         .route("/network/points/{point}/banned", get(point_banned))
         .route("/network/points/{point}/log", get(point_log))
         .route("/network/greylist/ips", get(greylist_ips))
@@ -321,7 +342,10 @@ fn filters(pairs: &[(String, String)], allowed: &[&str]) -> Result<Vec<String>, 
 }
 
 async fn peers(State(node): St, q: Q) -> Res {
-    let f = filters(&query(q, &["filter"])?, &["accepted", "running", "disconnected"])?;
+    let f = filters(
+        &query(q, &["filter"])?,
+        &["accepted", "running", "disconnected"],
+    )?;
     let infos: Vec<_> = node.net.with_tables(|t| {
         t.known_peers
             .values()
@@ -364,7 +388,12 @@ fn acl_kind(acl: &Option<String>) -> Result<Option<&str>, ApiError> {
     }
 }
 
-async fn patch_peer(State(node): St, p: Result<Path<String>, PathRejection>, q: Q, body: Bytes) -> Res {
+async fn patch_peer(
+    State(node): St,
+    p: Result<Path<String>, PathRejection>,
+    q: Q,
+    body: Bytes,
+) -> Res {
     query(q, &[])?;
     let id = peer_id(&p?.0)?;
     let patch: AclPatch = json_body(&body, r#"{"acl": "ban"|"trust"|"open"}"#)?;
@@ -400,7 +429,11 @@ async fn peer_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q)
     let id = peer_id(&p?.0)?;
     let events = node
         .net
-        .with_tables(|t| t.known_peers.get(&id).map(|i| serde_json::to_value(&i.events)))
+        .with_tables(|t| {
+            t.known_peers
+                .get(&id)
+                .map(|i| serde_json::to_value(&i.events))
+        })
         .ok_or_else(|| ApiError::not_found(format!("unknown peer {id}")))?;
     ok(events.unwrap_or(Value::Null))
 }
@@ -433,7 +466,9 @@ async fn point_get(State(node): St, p: Result<Path<String>, PathRejection>, q: Q
 
 fn net_error(e: NetError) -> ApiError {
     let status = match &e {
-        NetError::PointBanned(_) | NetError::PeerBanned(_) | NetError::PrivateMode(_) => StatusCode::FORBIDDEN,
+        NetError::PointBanned(_) | NetError::PeerBanned(_) | NetError::PrivateMode(_) => {
+            StatusCode::FORBIDDEN
+        }
         NetError::PendingConnection(_) | NetError::Connected(_) | NetError::TooManyConnections => {
             StatusCode::CONFLICT
         }
@@ -455,7 +490,11 @@ async fn point_connect(State(node): St, p: Result<Path<String>, PathRejection>, 
                 .parse()
                 .ok()
                 .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                .ok_or_else(|| ApiError::bad(format!("invalid timeout {v:?}: expected a positive number of seconds")))?;
+                .ok_or_else(|| {
+                    ApiError::bad(format!(
+                        "invalid timeout {v:?}: expected a positive number of seconds"
+                    ))
+                })?;
             timeout = Duration::from_secs_f64(s);
         }
     }
@@ -466,7 +505,12 @@ async fn point_connect(State(node): St, p: Result<Path<String>, PathRejection>, 
     ok(json!({}))
 }
 
-async fn patch_point(State(node): St, p: Result<Path<String>, PathRejection>, q: Q, body: Bytes) -> Res {
+async fn patch_point(
+    State(node): St,
+    p: Result<Path<String>, PathRejection>,
+    q: Q,
+    body: Bytes,
+) -> Res {
     query(q, &[])?;
     let pt = point(&p?.0)?;
     let patch: AclPatch = json_body(&body, r#"{"acl"?: "ban"|"trust"|"open", "peer_id"?: ID}"#)?;
@@ -505,7 +549,9 @@ async fn point_banned(State(node): St, p: Result<Path<String>, PathRejection>, q
     let trusted = node
         .net
         .with_tables(|t| t.known_points.get(&pt).is_some_and(|i| i.trusted));
-    ok(json!(!trusted && node.net.with_acl(|a| a.banned_addr(pt.ip()))))
+    ok(json!(
+        !trusted && node.net.with_acl(|a| a.banned_addr(pt.ip()))
+    ))
 }
 
 async fn point_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
@@ -534,7 +580,10 @@ async fn greylist_ips(State(node): St, q: Q) -> Res {
 async fn greylist_peers(State(node): St, q: Q) -> Res {
     query(q, &[])?;
     let peers = node.net.with_acl(|a| a.greylisted_peers());
-    ok(json!(peers.iter().map(|p| p.to_string()).collect::<Vec<_>>()))
+    ok(json!(peers
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()))
 }
 
 async fn greylist_clear(State(node): St, q: Q) -> Res {
@@ -585,7 +634,9 @@ fn message_of(body: &Bytes) -> Result<NodeMessage, ApiError> {
 async fn broadcast(State(node): St, q: Q, body: Bytes) -> Res {
     query(q, &[])?;
     let msg = message_of(&body)?;
-    let n = node.broadcast(&msg).map_err(|e| ApiError::bad(e.to_string()))?;
+    let n = node
+        .broadcast(&msg)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
     ok(json!({ "sent_to": n }))
 }
 
@@ -608,9 +659,9 @@ async fn messages(State(node): St, q: Q) -> Res {
     let mut since = 0u64;
     for (k, v) in &pairs {
         if k == "since" {
-            since = v
-                .parse()
-                .map_err(|_| ApiError::bad(format!("invalid since {v:?}: expected a sequence number")))?;
+            since = v.parse().map_err(|_| {
+                ApiError::bad(format!("invalid since {v:?}: expected a sequence number"))
+            })?;
         }
     }
     let list: Vec<Value> = node
@@ -650,22 +701,62 @@ pub fn metrics_text(node: &Node) -> String {
         let _ = writeln!(out, "octez_p2p_{name} {v}");
     };
     for (name, help, counter) in [
-        ("messages_broadcast_message_sent", "Broadcasts made", &c.broadcast_message_sent),
-        ("messages_user_message_sent", "Application messages sent", &c.user_message_sent),
-        ("messages_user_message_received", "Application messages received", &c.user_message_received),
+        (
+            "messages_broadcast_message_sent",
+            "Broadcasts made",
+            &c.broadcast_message_sent,
+        ),
+        (
+            "messages_user_message_sent",
+            "Application messages sent",
+            &c.user_message_sent,
+        ),
+        (
+            "messages_user_message_received",
+            "Application messages received",
+            &c.user_message_received,
+        ),
         (
             "messages_user_message_received_error",
             "Application messages that failed to decode",
             &c.user_message_received_error,
         ),
-        ("messages_advertise_received", "Advertise messages received", &c.advertise_received),
-        ("messages_advertise_sent", "Advertise messages sent", &c.advertise_sent),
-        ("messages_bootstrap_received", "Bootstrap messages received", &c.bootstrap_received),
-        ("messages_bootstrap_sent", "Bootstrap messages sent", &c.bootstrap_sent),
-        ("messages_swap_requests_sent", "Swap requests sent", &c.swap_requests_sent),
-        ("messages_swap_requests_received", "Swap requests received", &c.swap_requests_received),
+        (
+            "messages_advertise_received",
+            "Advertise messages received",
+            &c.advertise_received,
+        ),
+        (
+            "messages_advertise_sent",
+            "Advertise messages sent",
+            &c.advertise_sent,
+        ),
+        (
+            "messages_bootstrap_received",
+            "Bootstrap messages received",
+            &c.bootstrap_received,
+        ),
+        (
+            "messages_bootstrap_sent",
+            "Bootstrap messages sent",
+            &c.bootstrap_sent,
+        ),
+        (
+            "messages_swap_requests_sent",
+            "Swap requests sent",
+            &c.swap_requests_sent,
+        ),
+        (
+            "messages_swap_requests_received",
+            "Swap requests received",
+            &c.swap_requests_received,
+        ),
         ("messages_swap_ack_sent", "Swap acks sent", &c.swap_ack_sent),
-        ("messages_swap_ack_received", "Swap acks received", &c.swap_ack_received),
+        (
+            "messages_swap_ack_received",
+            "Swap acks received",
+            &c.swap_ack_received,
+        ),
         ("swap_ignored", "Swap requests ignored", &c.swap_ignored),
         ("swap_success", "Successful swaps", &c.swap_success),
         ("swap_fail", "Failed swaps", &c.swap_fail),
@@ -704,22 +795,62 @@ pub fn metrics_text(node: &Node) -> String {
     });
     let stat = node.net.global_stat();
     for (name, help, v) in [
-        ("connections_active", "Running connections", conns.len() as u64),
-        ("connections_incoming", "Running incoming connections", incoming),
-        ("connections_outgoing", "Running outgoing connections", conns.len() as u64 - incoming),
-        ("connections_private", "Running connections to private nodes", private),
+        (
+            "connections_active",
+            "Running connections",
+            conns.len() as u64,
+        ),
+        (
+            "connections_incoming",
+            "Running incoming connections",
+            incoming,
+        ),
+        (
+            "connections_outgoing",
+            "Running outgoing connections",
+            conns.len() as u64 - incoming,
+        ),
+        (
+            "connections_private",
+            "Running connections to private nodes",
+            private,
+        ),
         ("peers_accepted", "Known peers in state accepted", peers[0]),
         ("peers_running", "Known peers in state running", peers[1]),
-        ("peers_disconnected", "Known peers in state disconnected", peers[2]),
+        (
+            "peers_disconnected",
+            "Known peers in state disconnected",
+            peers[2],
+        ),
         ("points_trusted", "Trusted known points", points[0]),
-        ("points_greylisted", "Known points in reconnection back-off", points[1]),
-        ("points_accepted", "Known points in state accepted", points[2]),
+        (
+            "points_greylisted",
+            "Known points in reconnection back-off",
+            points[1],
+        ),
+        (
+            "points_accepted",
+            "Known points in state accepted",
+            points[2],
+        ),
         ("points_running", "Known points in state running", points[3]),
-        ("points_disconnected", "Known points in state disconnected", points[4]),
+        (
+            "points_disconnected",
+            "Known points in state disconnected",
+            points[4],
+        ),
         ("io_scheduler_total_sent", "Bytes sent", stat.total_sent),
         ("io_scheduler_total_recv", "Bytes received", stat.total_recv),
-        ("io_scheduler_current_inflow", "Download rate (B/s)", stat.current_inflow),
-        ("io_scheduler_current_outflow", "Upload rate (B/s)", stat.current_outflow),
+        (
+            "io_scheduler_current_inflow",
+            "Download rate (B/s)",
+            stat.current_inflow,
+        ),
+        (
+            "io_scheduler_current_outflow",
+            "Upload rate (B/s)",
+            stat.current_outflow,
+        ),
     ] {
         metric(name, "gauge", help, v);
     }
@@ -729,7 +860,10 @@ pub fn metrics_text(node: &Node) -> String {
 async fn metrics(State(node): St, q: Q) -> Res {
     query(q, &[])?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         metrics_text(&node),
     )
         .into_response())

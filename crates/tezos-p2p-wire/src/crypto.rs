@@ -266,14 +266,29 @@ impl ChunkCipher {
         if plaintext.len() > MAX_CHUNK_PLAINTEXT {
             return Err(CryptoError::InvalidMessageSize(plaintext.len()));
         }
-        let start = out.len();
-        out.extend_from_slice(&((TAG_LEN + plaintext.len()) as u16).to_be_bytes());
-        out.extend_from_slice(&[0u8; TAG_LEN]);
-        out.extend_from_slice(plaintext);
+        init();
+        let n = plaintext.len();
+        out.reserve(CHUNK_OVERHEAD + n);
+        out.extend_from_slice(&((TAG_LEN + n) as u16).to_be_bytes());
         let nonce = self.nonce.fetch_increment();
-        let body = start + CHUNK_OVERHEAD;
-        let tag = self.key.seal_in_place(&nonce, &mut out[body..]);
-        out[start + HEADER_LEN..body].copy_from_slice(&tag);
+        let tag_at = out.len();
+        let spare = out.spare_capacity_mut();
+        // SAFETY: `spare` has room for TAG_LEN + n bytes (reserved above);
+        // libsodium writes the tag and the ciphertext (read from
+        // `plaintext`, which cannot overlap `out`'s spare capacity) into
+        // them, so all TAG_LEN + n bytes are initialised before `set_len`.
+        unsafe {
+            let dst = spare.as_mut_ptr().cast::<u8>();
+            libsodium_sys::crypto_box_detached_afternm(
+                dst.add(TAG_LEN),
+                dst,
+                plaintext.as_ptr(),
+                n as u64,
+                nonce.0.as_ptr(),
+                self.key.0.as_ptr(),
+            );
+            out.set_len(tag_at + TAG_LEN + n);
+        }
         Ok(())
     }
 

@@ -144,7 +144,7 @@ where
 /// admitted attempt is undone by its [`Admission`] guard).
 fn point_failed<A, C, P: PeerMeta>(inner: &Inner<A, C, P>, point: Point) {
     let now = inner.now();
-    let cfg = inner.config.reconnection.clone();
+    let cfg = inner.config.reconnection;
     let mut st = inner.state();
     if let Some(info) = st.tables.known_points.get_mut(&point) {
         if info.state == PointState::Requested {
@@ -175,7 +175,7 @@ impl<A, C, P: PeerMeta> Admission<A, C, P> {
 impl<A, C, P: PeerMeta> Drop for Admission<A, C, P> {
     fn drop(&mut self) {
         let now = self.inner.now();
-        let cfg = self.inner.config.reconnection.clone();
+        let cfg = self.inner.config.reconnection;
         if !self.armed {
             return;
         }
@@ -329,37 +329,36 @@ where
                     let point_trusted = point_info.is_some_and(|i| i.trusted);
                     let peer_info = st.tables.known_peers.get(&peer);
                     let peer_trusted = peer_info.is_some_and(|i| i.trusted);
-                    let motive =
-                        if let Err(m) = inner.config.versions.select(&info.announced_version) {
-                            Some(Ok(m))
-                        } else if st.connections.len() + st.admitted
-                            >= inner.limits.connections_threshold()
-                        {
-                            Some(Ok(Motive::TooManyConnections))
-                        } else if inner.config.private_mode && !point_trusted && !peer_trusted {
-                            Some(Err(NetError::PrivateMode(
-                                conn_point.unwrap_or(Point::from(remote)),
-                            )))
-                        } else if point_info.is_some_and(|i| match i.state {
-                            PointState::Accepted { .. } | PointState::Running { .. } => true,
-                            // Simultaneous dial: Octez always refuses the
-                            // incoming one, so two peers dialling each other
-                            // at once refuse each other. We keep the
-                            // connection opened by the smaller peer id.
-                            PointState::Requested => {
-                                incoming && peer > inner.config.identity.peer_id
-                            }
-                            PointState::Disconnected => false,
-                        }) || peer_info.is_some_and(|i| {
-                            matches!(
-                                i.state,
-                                PeerState::Accepted { .. } | PeerState::Running { .. }
-                            )
-                        }) {
-                            Some(Ok(Motive::AlreadyConnected))
-                        } else {
-                            None
-                        };
+                    let motive = if let Err(m) =
+                        inner.config.versions.select(&info.announced_version)
+                    {
+                        Some(Ok(m))
+                    } else if st.connections.len() + st.admitted
+                        >= inner.limits.connections_threshold()
+                    {
+                        Some(Ok(Motive::TooManyConnections))
+                    } else if inner.config.private_mode && !point_trusted && !peer_trusted {
+                        Some(Err(NetError::PrivateMode(
+                            conn_point.unwrap_or(Point::from(remote)),
+                        )))
+                    } else if point_info.is_some_and(|i| match i.state {
+                        PointState::Accepted { .. } | PointState::Running { .. } => true,
+                        // Simultaneous dial: Octez always refuses the
+                        // incoming one, so two peers dialling each other
+                        // at once refuse each other. We keep the
+                        // connection opened by the smaller peer id.
+                        PointState::Requested => incoming && peer > inner.config.identity.peer_id,
+                        PointState::Disconnected => false,
+                    }) || peer_info.is_some_and(|i| {
+                        matches!(
+                            i.state,
+                            PeerState::Accepted { .. } | PeerState::Running { .. }
+                        )
+                    }) {
+                        Some(Ok(Motive::AlreadyConnected))
+                    } else {
+                        None
+                    };
                     if let Some(p) = conn_point {
                         if let Some(i) = st.tables.known_points.get_mut(&p) {
                             i.known_public = !info.private_node;
@@ -619,7 +618,7 @@ where
 {
     let peer = conn.peer_id();
     let now = inner.now();
-    let cfg = inner.config.reconnection.clone();
+    let cfg = inner.config.reconnection;
     let removed = {
         let mut st = inner.state();
         let st = &mut *st;
@@ -642,8 +641,8 @@ where
         }
         removed
     };
-    conn.cancel.cancel();
     if !removed {
+        conn.cancel.cancel();
         return;
     }
     inner.log(P2pEvent::Disconnection { peer_id: peer });
@@ -658,6 +657,8 @@ where
     for h in hooks {
         h(conn);
     }
+    // Only now: `disconnect` waits on this, and returns after the hooks.
+    conn.cancel.cancel();
     if inner.active() < inner.limits.min_connections {
         inner.log(P2pEvent::TooFewConnections);
         inner.triggers.too_few_connections.notify_waiters();

@@ -91,7 +91,12 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             .config
             .advertised_port
             .or(self.inner.listening_port)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "discovery needs a listening port"))?;
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "discovery needs a listening port",
+                )
+            })?;
         let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cfg.addr.port());
         let receiver = udp_socket(listen)?;
         let sender = udp_socket(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))?;
@@ -101,7 +106,9 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             .tasks
             .spawn(receive(inner, receiver, cfg.trust_discovered_peers));
         let inner = self.inner.clone();
-        self.inner.tasks.spawn(announce(inner, sender, cfg.addr, message));
+        self.inner
+            .tasks
+            .spawn(announce(inner, sender, cfg.addr, message));
         Ok(())
     }
 }
@@ -116,7 +123,9 @@ async fn receive<A, C, P: PeerMeta>(inner: Arc<Inner<A, C, P>>, socket: UdpSocke
             r = socket.recv_from(&mut buf) => r,
         };
         let Ok((n, from)) = r else { continue };
-        let Some((peer, port)) = decode(&buf[..n]) else { continue };
+        let Some((peer, port)) = decode(&buf[..n]) else {
+            continue;
+        };
         if peer == me || port == 0 {
             continue;
         }
@@ -135,7 +144,12 @@ async fn receive<A, C, P: PeerMeta>(inner: Arc<Inner<A, C, P>>, socket: UdpSocke
     }
 }
 
-async fn announce<A, C, P>(inner: Arc<Inner<A, C, P>>, socket: UdpSocket, to: SocketAddr, message: [u8; MESSAGE_LEN]) {
+async fn announce<A, C, P>(
+    inner: Arc<Inner<A, C, P>>,
+    socket: UdpSocket,
+    to: SocketAddr,
+    message: [u8; MESSAGE_LEN],
+) {
     let mut delay = INITIAL_DELAY;
     loop {
         if let Err(e) = socket.send_to(&message, to).await {

@@ -9,9 +9,9 @@
 #![warn(missing_docs)]
 
 pub mod acl;
-pub mod discovery;
 mod answerer;
 mod connect;
+pub mod discovery;
 pub mod events;
 pub mod limits;
 mod maintenance;

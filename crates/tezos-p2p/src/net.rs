@@ -603,6 +603,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     /// connections `alt` selects get `alt`'s message instead. Each message is
     /// encoded once; a full queue drops it (best effort). Returns how many
     /// connections it was queued on.
+    #[allow(clippy::type_complexity)]
     pub fn broadcast(
         &self,
         msg: &A,

@@ -782,16 +782,15 @@ impl fmt::Debug for ConnectionIo {
 }
 
 impl ConnectionIo {
-    /// How many bytes the reader may read now: `1..=want`, at most the read
-    /// buffer size (0 only when `want` is 0). With a download cap, waits for
+    /// How many bytes the reader may read now: `1..=want` (0 only when
+    /// `want` is 0); with a cap, at most one quantum. With a download cap, waits for
     /// its turn (connections with quota left first, then first come, first
     /// served) and for the global quotas; never waits without a cap.
     /// Cancel-safe.
     pub async fn reserve_read(&self, want: usize) -> usize {
-        let uncapped = want.min(self.inner.read_buffer_size);
         self.inner
             .read
-            .reserve(&self.counters.read, &self.inner.closed, want, uncapped)
+            .reserve(&self.counters.read, &self.inner.closed, want, want)
             .await
     }
 
@@ -821,7 +820,7 @@ impl ConnectionIo {
         self.counters.stat()
     }
 
-    /// The largest read [`ConnectionIo::reserve_read`] grants, as
+    /// The socket's usual read size (the largest grant under a cap), as
     /// [`IoScheduler::read_buffer_size`].
     pub fn read_buffer_size(&self) -> usize {
         self.inner.read_buffer_size
@@ -963,10 +962,12 @@ mod tests {
         });
         let conn = sched.register();
         for _ in 0..1000 {
-            assert_eq!(poll_once(conn.reserve_read(5000)).await, Some(1000));
+            // Uncapped, the reader reads what it asks for (the socket asks
+            // for `read_buffer_size`, or the rest of a larger chunk).
+            assert_eq!(poll_once(conn.reserve_read(5000)).await, Some(5000));
             assert_eq!(poll_once(conn.reserve_read(10)).await, Some(10));
             assert_eq!(poll_once(conn.reserve_write(70_000)).await, Some(70_000));
-            conn.record_read(1000);
+            conn.record_read(5000);
             conn.record_write(70_000);
         }
         assert_eq!(poll_once(conn.reserve_read(0)).await, Some(0));

@@ -815,7 +815,15 @@ async fn read_messages<A: AppMessage>(
             // Idle connections keep no read buffer.
             buf = Vec::new();
         }
-        read_scheduled(&mut rd, io, &mut buf, read_size).await?;
+        // Read at least the rest of the chunk under way, so a large chunk
+        // takes one read rather than several.
+        let rest_of_chunk = match buf.get(..HEADER_LEN) {
+            Some(&[a, b]) => {
+                (HEADER_LEN + usize::from(u16::from_be_bytes([a, b]))).saturating_sub(buf.len())
+            }
+            _ => 0,
+        };
+        read_scheduled(&mut rd, io, &mut buf, read_size.max(rest_of_chunk)).await?;
     }
 }
 

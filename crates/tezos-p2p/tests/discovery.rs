@@ -19,7 +19,11 @@ type TestNet = Net<RawMessage, OctezMetadata, ()>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_find_each_other_by_discovery_alone() {
     // A discovery port of our own: bind once to learn a free one.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let discovery: SocketAddr = format!("127.255.255.255:{port}").parse().unwrap();
     let limits = Limits {
         min_connections: 4,

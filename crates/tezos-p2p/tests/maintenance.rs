@@ -6,7 +6,9 @@ use tezos_p2p::sim::{SimConfig, Simulation};
 
 #[tokio::test(start_paused = true)]
 async fn fifty_nodes_knowing_only_node_0_converge() {
-    let sim = Simulation::start(SimConfig::new(50, 4, 6, 8, 7)).await.unwrap();
+    let sim = Simulation::start(SimConfig::new(50, 4, 6, 8, 7))
+        .await
+        .unwrap();
     let took = sim
         .run_until_converged(Duration::from_secs(600), Duration::from_millis(500))
         .await;
@@ -17,7 +19,9 @@ async fn fifty_nodes_knowing_only_node_0_converge() {
 }
 
 async fn run_once(seed: u64) -> (Option<Duration>, Vec<Vec<usize>>) {
-    let sim = Simulation::start(SimConfig::new(20, 4, 6, 8, seed)).await.unwrap();
+    let sim = Simulation::start(SimConfig::new(20, 4, 6, 8, seed))
+        .await
+        .unwrap();
     let took = sim
         .run_until_converged(Duration::from_secs(600), Duration::from_millis(500))
         .await;

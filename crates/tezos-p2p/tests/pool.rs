@@ -236,13 +236,25 @@ async fn raw_peer(
 async fn assert_exchange(a: &TestNet, b: &TestNet) {
     let ab = a.find_connection_by_peer_id(&b.peer_id()).expect("a-b");
     let ba = b.find_connection_by_peer_id(&a.peer_id()).expect("b-a");
-    a.send(&ab, RawMessage { tag: 0x12, body: b"a->b".to_vec() })
-        .await
-        .unwrap();
+    a.send(
+        &ab,
+        RawMessage {
+            tag: 0x12,
+            body: b"a->b".to_vec(),
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(recv_within(b, &ba).await.body, b"a->b");
-    b.send(&ba, RawMessage { tag: 0x12, body: b"b->a".to_vec() })
-        .await
-        .unwrap();
+    b.send(
+        &ba,
+        RawMessage {
+            tag: 0x12,
+            body: b"b->a".to_vec(),
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(recv_within(a, &ab).await.body, b"b->a");
 }
 
@@ -504,7 +516,10 @@ async fn unknown_chain_name_is_no_common_protocol() {
     })
     .await;
     let e = a.connect(point(2), false, None, None).await.unwrap_err();
-    assert!(matches!(e, NetError::RejectedNoCommonProtocol { .. }), "{e:?}");
+    assert!(
+        matches!(e, NetError::RejectedNoCommonProtocol { .. }),
+        "{e:?}"
+    );
     shutdown_all(&[a, b]).await;
 }
 
@@ -540,7 +555,10 @@ async fn connect_handler_incoming_handshake_is_tracked_until_it_ends() {
         .connect(point(1).to_socket_addr())
         .await
         .unwrap();
-    wait_event(&mut ev, |e| matches!(e, P2pEvent::IncomingConnection { .. })).await;
+    wait_event(&mut ev, |e| {
+        matches!(e, P2pEvent::IncomingConnection { .. })
+    })
+    .await;
     let b = node(&mem, 2).await;
     let e = b.connect(point(1), false, None, None).await.unwrap_err();
     assert!(
@@ -685,11 +703,17 @@ async fn broadcast_delivers_identical_payloads() {
     // except: not to node 2.
     let p2 = n2.peer_id();
     let except = |c: &PeerConnection<RawMessage, OctezMetadata>| c.peer_id() == p2;
-    let m = RawMessage { tag: 0x10, body: b"not for 2".to_vec() };
+    let m = RawMessage {
+        tag: 0x10,
+        body: b"not for 2".to_vec(),
+    };
     assert_eq!(n1.broadcast(&m, Some(&except), None).unwrap(), 1);
     assert_eq!(recv_within(&n3, &r3).await, m);
     // alt: node 2 gets the alternative.
-    let alt = RawMessage { tag: 0x12, body: b"alt".to_vec() };
+    let alt = RawMessage {
+        tag: 0x12,
+        body: b"alt".to_vec(),
+    };
     assert_eq!(n1.broadcast(&m, None, Some((&except, &alt))).unwrap(), 2);
     assert_eq!(recv_within(&n2, &r2).await, alt);
     assert_eq!(recv_within(&n3, &r3).await, m);
@@ -877,7 +901,10 @@ async fn private_mode_admits_only_trusted_peers() {
     assert_eq!(private.active_connections(), 1);
     let b = node(&mem, 3).await;
     assert_eq!(
-        private.connect(point(3), false, None, None).await.unwrap_err(),
+        private
+            .connect(point(3), false, None, None)
+            .await
+            .unwrap_err(),
         NetError::PrivateMode(point(3))
     );
     private.connect(point(3), true, None, None).await.unwrap();
@@ -1048,7 +1075,10 @@ async fn connecting_to_myself_is_refused() {
     let mem = MemoryNetwork::new();
     let a = node(&mem, 1).await;
     let e = a.connect(point(1), false, None, None).await.unwrap_err();
-    assert!(matches!(e, NetError::Socket(SocketError::Myself(_))), "{e:?}");
+    assert!(
+        matches!(e, NetError::Socket(SocketError::Myself(_))),
+        "{e:?}"
+    );
     assert!(a.with_tables(|t| t.my_id_points.contains(&point(1))));
     assert_eq!(a.active_connections(), 0);
     a.shutdown().await;
@@ -1128,7 +1158,10 @@ async fn swap_request_is_answered_and_the_swap_happens() {
     assert!(a.find_connection_by_peer_id(&q.peer_id()).is_none());
     // Within the linger: ignored (after the 60 s throttle of the kind).
     assert!(a.send_p2p(&ar, &P2pMessage::SwapRequest(point(5), p5.peer_id())));
-    wait_event(&mut rev, |e| matches!(e, P2pEvent::SwapRequestIgnored { .. })).await;
+    wait_event(&mut rev, |e| {
+        matches!(e, P2pEvent::SwapRequestIgnored { .. })
+    })
+    .await;
     assert!(r.find_connection_by_peer_id(&p5.peer_id()).is_none());
     shutdown_all(&[r, a, q, p, p5]).await;
 }
@@ -1147,7 +1180,10 @@ async fn swap_disabled_ignores_requests() {
     let ar = a.find_connection_by_peer_id(&r.peer_id()).unwrap();
     let mut rev = r.events();
     assert!(a.send_p2p(&ar, &P2pMessage::SwapRequest(point(4), p.peer_id())));
-    wait_event(&mut rev, |e| matches!(e, P2pEvent::SwapRequestReceived { .. })).await;
+    wait_event(&mut rev, |e| {
+        matches!(e, P2pEvent::SwapRequestReceived { .. })
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let evs = drain_events(&mut rev);
     assert!(
@@ -1328,7 +1364,10 @@ async fn tcp_three_nodes_connect_broadcast_and_shut_down() {
     for n in &nets {
         eventually("mesh", || n.active_connections() == 2).await;
     }
-    let msg = RawMessage { tag: 0x11, body: vec![7; 40_000] };
+    let msg = RawMessage {
+        tag: 0x11,
+        body: vec![7; 40_000],
+    };
     assert_eq!(nets[0].broadcast(&msg, None, None).unwrap(), 2);
     for n in &nets[1..] {
         let c = n.find_connection_by_peer_id(&nets[0].peer_id()).unwrap();
@@ -1362,4 +1401,26 @@ async fn tcp_garbage_greylists_the_ip() {
         .unwrap_or(0);
     assert_eq!(n, 0);
     target.shutdown().await;
+}
+
+/// `disconnect` returns only once the `on_disconnection` hooks have run,
+/// even when the answerer's teardown runs on another worker thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_returns_after_the_disconnection_hooks() {
+    let mem = MemoryNetwork::new();
+    let a = node(&mem, 1).await;
+    let b = node(&mem, 2).await;
+    let gone = Arc::new(AtomicUsize::new(0));
+    let g2 = gone.clone();
+    a.on_disconnection(move |_| {
+        std::thread::sleep(Duration::from_millis(2));
+        g2.fetch_add(1, Ordering::SeqCst);
+    });
+    for round in 1..=20 {
+        let c = connect_retry(&a, 2).await;
+        a.disconnect(&c, true, "test").await;
+        assert_eq!(gone.load(Ordering::SeqCst), round);
+        assert!(c.is_closed());
+    }
+    shutdown_all(&[a, b]).await;
 }

@@ -19,7 +19,10 @@ fn config(seed: u8, net: &MemoryNetwork, port: u16) -> Config<OctezMetadata> {
         trusted_points: vec![],
         peers_file: None,
         private_mode: false,
-        identity: Arc::new(Identity::from_secret_key(SecretKey([seed; 32]), PowStamp([0; 24]))),
+        identity: Arc::new(Identity::from_secret_key(
+            SecretKey([seed; 32]),
+            PowStamp([0; 24]),
+        )),
         proof_of_work_target: PowTarget::new(0.0).unwrap(),
         versions: SupportedVersions::octez(ChainName::from("TEST")),
         metadata: OctezMetadata::default(),
@@ -33,8 +36,12 @@ fn config(seed: u8, net: &MemoryNetwork, port: u16) -> Config<OctezMetadata> {
 #[tokio::test]
 async fn two_pools_connect_and_exchange_messages() {
     let mem = MemoryNetwork::new();
-    let a: TestNet = Net::create(config(1, &mem, 9732), Limits::default()).await.unwrap();
-    let b: TestNet = Net::create(config(2, &mem, 9732), Limits::default()).await.unwrap();
+    let a: TestNet = Net::create(config(1, &mem, 9732), Limits::default())
+        .await
+        .unwrap();
+    let b: TestNet = Net::create(config(2, &mem, 9732), Limits::default())
+        .await
+        .unwrap();
     a.activate();
     b.activate();
     let conn = a
@@ -42,8 +49,18 @@ async fn two_pools_connect_and_exchange_messages() {
         .await
         .unwrap();
     assert_eq!(conn.peer_id(), b.peer_id());
-    a.send(&conn, RawMessage { tag: 0x10, body: b"hi".to_vec() }).await.unwrap();
-    let (from, size, msg) = tokio::time::timeout(Duration::from_secs(5), b.recv_any()).await.unwrap();
+    a.send(
+        &conn,
+        RawMessage {
+            tag: 0x10,
+            body: b"hi".to_vec(),
+        },
+    )
+    .await
+    .unwrap();
+    let (from, size, msg) = tokio::time::timeout(Duration::from_secs(5), b.recv_any())
+        .await
+        .unwrap();
     assert_eq!(from.peer_id(), a.peer_id());
     assert_eq!(size, 8);
     assert_eq!(msg.body, b"hi");

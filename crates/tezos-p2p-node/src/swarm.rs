@@ -1,0 +1,271 @@
+//! `swarm`: N nodes in one process on loopback, each knowing only node 0;
+//! a live table, a few broadcast Text messages, and a summary saying
+//! whether every node ended within its connection thresholds.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use tezos_p2p::limits::{Bounds, Limits};
+use tezos_p2p_wire::identity::{Identity, PowSearch, PowTarget};
+use tezos_p2p_wire::point::Point;
+use tezos_p2p_wire::version::{ChainName, SANDBOXED_SANDBOX_CHAIN_NAME};
+
+use crate::config::apply_connections;
+use crate::message::NodeMessage;
+use crate::node::{Counters, Node, NodeParams};
+
+/// `swarm`'s options.
+#[derive(Args, Debug)]
+pub struct SwarmArgs {
+    /// Number of nodes.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    nodes: usize,
+    /// How long to run, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
+    duration: f64,
+    /// --connections of every node [default: 4, less for fewer than 3 nodes].
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+    /// Text messages each node broadcasts over the run.
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    messages: usize,
+    /// Seconds between two tables when the output is not a terminal.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    table_every: f64,
+}
+
+fn rate(bps: u64) -> String {
+    if bps >= 1 << 20 {
+        format!("{:.1} MiB/s", bps as f64 / (1u64 << 20) as f64)
+    } else if bps >= 1 << 10 {
+        format!("{:.1} KiB/s", bps as f64 / 1024.0)
+    } else {
+        format!("{bps} B/s")
+    }
+}
+
+fn size(b: u64) -> String {
+    if b >= 1 << 20 {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    } else if b >= 1 << 10 {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+fn within(b: &Bounds, n: usize) -> bool {
+    b.min_threshold <= n && n <= b.max_threshold
+}
+
+fn table(nodes: &[Arc<Node>], b: &Bounds, elapsed: Duration) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "t={:>5.1}s  thresholds [{}, {}]",
+            elapsed.as_secs_f64(),
+            b.min_threshold,
+            b.max_threshold
+        ),
+        format!(
+            "{:>4}  {:<14} {:>6}  {:>5}  {:>12}  {:>12}  {:>8}",
+            "node", "peer id", "port", "conns", "inflow", "outflow", "messages"
+        ),
+    ];
+    for (i, n) in nodes.iter().enumerate() {
+        let stat = n.net.global_stat();
+        let conns = n.net.active_connections();
+        let id = n.net.peer_id().to_string();
+        lines.push(format!(
+            "{:>4}  {:<14} {:>6}  {:>4}{}  {:>12}  {:>12}  {:>8}",
+            i,
+            &id[..id.len().min(12)],
+            n.net.listening_port().unwrap_or(0),
+            conns,
+            if within(b, conns) { " " } else { "!" },
+            rate(stat.current_inflow),
+            rate(stat.current_outflow),
+            Counters::get(&n.counters.user_message_received),
+        ));
+    }
+    lines
+}
+
+/// Runs the swarm.
+pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
+    if args.nodes == 0 || args.nodes > 200 {
+        return Err(format!(
+            "invalid --nodes {}: must be in 1..=200",
+            args.nodes
+        ));
+    }
+    if !(args.duration.is_finite() && args.duration > 0.0) {
+        return Err(format!(
+            "invalid --duration {}: must be a positive number of seconds",
+            args.duration
+        ));
+    }
+    if std::env::var_os("RUST_LOG").is_some() {
+        crate::init_logging();
+    }
+    let c = args
+        .connections
+        .unwrap_or_else(|| (2 * (args.nodes - 1)).clamp(1, 4));
+    if c == 0 || c > 100 {
+        return Err(format!("invalid --connections {c}: must be in 1..=100"));
+    }
+    let mut limits = Limits::default();
+    apply_connections(&mut limits, c);
+    limits.validate().map_err(|e| e.to_string())?;
+    let bounds = limits.bounds();
+    let duration = Duration::from_secs_f64(args.duration);
+    let tty = std::io::stdout().is_terminal();
+    println!(
+        "swarm: {} nodes on 127.0.0.1, --connections {c} (min {}, expected {}, max {}; thresholds [{}, {}]), {} s",
+        args.nodes,
+        limits.min_connections,
+        limits.expected_connections,
+        limits.max_connections,
+        bounds.min_threshold,
+        bounds.max_threshold,
+        args.duration
+    );
+
+    let target = PowTarget::new(0.0).map_err(|e| e.to_string())?;
+    let search = PowSearch {
+        threads: 1,
+        ..PowSearch::default()
+    };
+    let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(args.nodes);
+    let mut first: Option<(Point, tezos_p2p_wire::identity::PeerId)> = None;
+    for _ in 0..args.nodes {
+        let identity =
+            Identity::generate(&target, &search, |_| {}).ok_or("identity generation failed")?;
+        let node = Node::start(NodeParams {
+            identity: Arc::new(identity),
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            advertised_port: None,
+            trusted_points: first.iter().map(|(p, id)| (*p, Some(*id))).collect(),
+            peers_file: None,
+            chain_name: ChainName::from(SANDBOXED_SANDBOX_CHAIN_NAME),
+            expected_pow: 0.0,
+            private_mode: false,
+            disable_peer_discovery: false,
+            limits: limits.clone(),
+            ping_interval: None,
+            discovery: None,
+        })
+        .await?;
+        if first.is_none() {
+            let port = node.net.listening_port().ok_or("node 0 does not listen")?;
+            first = Some((Point::new([127, 0, 0, 1].into(), port), node.net.peer_id()));
+        }
+        nodes.push(node);
+    }
+
+    let start = Instant::now();
+    let mut all_within_at: Option<Duration> = None;
+    let mut broadcasts_done = 0usize;
+    let mut last_table: Option<Instant> = None;
+    let mut drawn = 0usize;
+    let table_every = Duration::from_secs_f64(if tty { 0.5 } else { args.table_every.max(0.1) });
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let elapsed = start.elapsed();
+        if all_within_at.is_none()
+            && nodes
+                .iter()
+                .all(|n| within(&bounds, n.net.active_connections()))
+        {
+            all_within_at = Some(elapsed);
+        }
+        // Broadcast rounds spread over the run.
+        let due = ((elapsed.as_secs_f64() / args.duration) * (args.messages + 1) as f64) as usize;
+        while broadcasts_done < args.messages && broadcasts_done < due {
+            broadcasts_done += 1;
+            for (i, n) in nodes.iter().enumerate() {
+                let _ = n.broadcast(&NodeMessage::Text(format!(
+                    "hello #{broadcasts_done} from node {i}"
+                )));
+            }
+        }
+        if elapsed >= duration {
+            break;
+        }
+        if last_table.map_or(true, |t| t.elapsed() >= table_every) {
+            last_table = Some(Instant::now());
+            let lines = table(&nodes, &bounds, elapsed);
+            let mut out = std::io::stdout().lock();
+            if tty && drawn > 0 {
+                let _ = write!(out, "\x1b[{drawn}A");
+            }
+            for l in &lines {
+                let _ = writeln!(out, "{l}{}", if tty { "\x1b[K" } else { "" });
+            }
+            drawn = lines.len();
+            if !tty {
+                let _ = writeln!(out);
+            }
+            let _ = out.flush();
+        }
+    }
+
+    // Final table and summary.
+    let lines = table(&nodes, &bounds, start.elapsed());
+    if tty && drawn > 0 {
+        print!("\x1b[{drawn}A");
+    }
+    for l in &lines {
+        println!("{l}{}", if tty { "\x1b[K" } else { "" });
+    }
+    let counts: Vec<usize> = nodes.iter().map(|n| n.net.active_connections()).collect();
+    let received: u64 = nodes
+        .iter()
+        .map(|n| Counters::get(&n.counters.user_message_received))
+        .sum();
+    let broadcast_to: u64 = nodes
+        .iter()
+        .map(|n| Counters::get(&n.counters.user_message_sent))
+        .sum();
+    let bytes: u64 = nodes.iter().map(|n| n.net.global_stat().total_sent).sum();
+    let outside: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &k)| !within(&bounds, k))
+        .map(|(i, k)| format!("node {i} has {k}"))
+        .collect();
+    let traffic = format!(
+        "{received} messages received ({broadcast_to} sent), {} exchanged",
+        size(bytes)
+    );
+    for n in &nodes {
+        let n = n.clone();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), async move { n.shutdown().await }).await;
+    }
+    if outside.is_empty() {
+        let reached = all_within_at.map_or_else(String::new, |t| {
+            format!(" (all first within after {:.1} s)", t.as_secs_f64())
+        });
+        println!(
+            "summary: every node within its connection thresholds [{}, {}]{reached}; {traffic}",
+            bounds.min_threshold, bounds.max_threshold
+        );
+        Ok(())
+    } else {
+        println!(
+            "summary: NOT every node within its connection thresholds [{}, {}]: {}; {traffic}",
+            bounds.min_threshold,
+            bounds.max_threshold,
+            outside.join(", ")
+        );
+        Err(format!(
+            "{} of {} nodes ended outside their connection thresholds",
+            outside.len(),
+            nodes.len()
+        ))
+    }
+}
