@@ -167,7 +167,10 @@ impl NodeProc {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "the node did not exit on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "the node did not exit on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -212,7 +215,12 @@ fn read_head(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<(String,
     Ok((status, headers))
 }
 
-fn send_request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::io::Result<TcpStream> {
+fn send_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
     let body = body.unwrap_or("");
@@ -225,7 +233,12 @@ fn send_request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) 
 }
 
 /// One HTTP/1.1 request; returns the status and the (de-chunked) body.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let s = send_request(addr, method, path, body)?;
     let mut r = BufReader::new(s);
     let (status, headers) = read_head(&mut r)?;
