@@ -300,8 +300,7 @@ impl Settings {
         limits.validate().map_err(|e| e.to_string())?;
         let ping_interval = match self.ping_interval {
             None => None,
-            Some(s) if s == 0.0 => None,
-            Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+            Some(s) if s.is_finite() && s >= 0.0 => (s > 0.0).then(|| Duration::from_secs_f64(s)),
             Some(s) => return Err(format!("invalid --ping-interval {s}: must be >= 0 seconds")),
         };
         Ok(RunConfig {

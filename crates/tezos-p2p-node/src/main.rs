@@ -33,7 +33,7 @@ enum Command {
     #[command(subcommand)]
     Identity(IdentityCmd),
     /// Run a node.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run N nodes in this process on loopback and report how they connect.
     Swarm(swarm::SwarmArgs),
 }
@@ -128,7 +128,7 @@ fn main() -> ExitCode {
             force,
         }) => identity::cmd_generate(&data_dir(d), expected_pow, force),
         Command::Identity(IdentityCmd::Show { data_dir: d }) => identity::cmd_show(&data_dir(d)),
-        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(*args))),
         Command::Swarm(args) => runtime().and_then(|rt| rt.block_on(swarm::swarm(args))),
     };
     match result {

@@ -303,7 +303,9 @@ async fn read_scheduled(
 }
 
 /// Moves bytes between `stream` and `hs` until the handshake stops
-/// reading: output first, as Octez writes before it reads.
+/// reading. Writing and reading go on at the same time: Octez writes its
+/// connection message before it reads, and two peers doing so over a pipe
+/// smaller than the message would otherwise wait for each other forever.
 async fn drive<M: ConnMeta>(
     stream: &mut BoxStream,
     io: &ConnectionIo,
@@ -311,19 +313,19 @@ async fn drive<M: ConnMeta>(
     pending: &mut Vec<u8>,
     remote: SocketAddr,
 ) -> Result<(), SocketError> {
+    let (mut rd, mut wr) = tokio::io::split(&mut *stream);
+    let mut out: Vec<u8> = Vec::new();
     loop {
-        let out = hs.take_output();
-        if !out.is_empty() {
-            write_scheduled(stream, io, &out).await?;
-            stream.flush().await.map_err(SocketError::from_io)?;
-        }
-        if !matches!(
+        out.extend(hs.take_output());
+        let reading = matches!(
             hs.status(),
             Status::ReadingConnectionMessage | Status::ReadingMetadata | Status::ReadingAck
-        ) {
+        );
+        if out.is_empty() && !reading {
+            wr.flush().await.map_err(SocketError::from_io)?;
             return Ok(());
         }
-        if !pending.is_empty() {
+        if reading && !pending.is_empty() {
             let n = hs
                 .feed(pending)
                 .map_err(|e| SocketError::from_handshake(e, remote))?;
@@ -332,7 +334,24 @@ async fn drive<M: ConnMeta>(
                 continue;
             }
         }
-        read_scheduled(stream, io, pending, 4096).await?;
+        tokio::select! {
+            biased;
+            written = async {
+                let grant = io.reserve_write(out.len()).await.clamp(1, out.len());
+                wr.write(&out[..grant]).await
+            }, if !out.is_empty() => {
+                let n = written.map_err(SocketError::from_io)?;
+                if n == 0 {
+                    return Err(SocketError::ConnectionClosed);
+                }
+                io.record_write(n);
+                out.drain(..n);
+                if out.is_empty() {
+                    wr.flush().await.map_err(SocketError::from_io)?;
+                }
+            }
+            read = read_scheduled(&mut rd, io, pending, 4096), if reading => read?,
+        }
     }
 }
 
