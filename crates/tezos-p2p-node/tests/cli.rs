@@ -537,3 +537,44 @@ fn config_file_settings_apply_and_flags_win() {
     let o = run(&["run", "--data-dir", &dir.arg()]);
     assert_one_line_error(&o, "no-such-setting");
 }
+
+#[test]
+fn ping_interval_broadcasts_text_and_a_busy_port_is_a_clear_error() {
+    let (da, db, dc) = (TempDir::new("pa"), TempDir::new("pb"), TempDir::new("pc"));
+    let a = NodeProc::start(da.path(), &[]);
+    let b = NodeProc::start(
+        db.path(),
+        &[
+            "--peer".into(),
+            a.p2p.to_string(),
+            "--ping-interval".into(),
+            "0.2".into(),
+        ],
+    );
+    let ib = b.peer_id();
+    eventually("A received B's ping", || {
+        a.get("/messages").as_array().unwrap().iter().any(|m| {
+            m["peer_id"] == ib.as_str()
+                && m["text"].as_str().is_some_and(|t| t.starts_with("ping "))
+        })
+    });
+    let rpc = format!("127.0.0.1:{}", free_port());
+    let o = run(&[
+        "run",
+        "--data-dir",
+        &dc.arg(),
+        "--expected-pow",
+        "0",
+        "--net-addr",
+        &a.p2p.to_string(),
+        "--rpc-addr",
+        &rpc,
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("error") && last.contains("cannot listen"),
+        "{err}"
+    );
+}

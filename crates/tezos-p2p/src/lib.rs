@@ -28,3 +28,8 @@ mod welcome;
 
 pub use net::{Config, Net, NetError, PeerConnection};
 pub use tezos_p2p_wire as wire;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
