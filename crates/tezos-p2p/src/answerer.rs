@@ -328,3 +328,41 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn throttle_delays_a_burst_and_never_drops() {
+        let mut t = Throttle::default();
+        let start = Instant::now();
+        let cooldown = Duration::from_millis(100);
+        // A burst of five Bootstraps: the first passes at once, each next
+        // one a cooldown after the previous; all five pass.
+        let mut handled = Vec::new();
+        for _ in 0..5 {
+            t.wait(0x02, cooldown).await;
+            handled.push(start.elapsed());
+        }
+        assert_eq!(handled, (0..5).map(|i| cooldown * i).collect::<Vec<_>>());
+        // Another kind is not delayed by the first, nor are app messages.
+        let before = Instant::now();
+        t.wait(0x04, Duration::from_secs(60)).await;
+        t.wait(0x10, Duration::ZERO).await;
+        t.wait(0x10, Duration::ZERO).await;
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn cooldowns_are_octez_s() {
+        type M = P2pMessage<tezos_p2p_wire::message::RawMessage>;
+        let p: Point = "1.2.3.4:5".parse().unwrap();
+        let id = PeerId([0; 16]);
+        assert_eq!(cooldown(&M::Bootstrap), Duration::from_millis(100));
+        assert_eq!(cooldown(&M::Advertise(vec![])), Duration::from_millis(100));
+        assert_eq!(cooldown(&M::SwapRequest(p, id)), Duration::from_secs(60));
+        assert_eq!(cooldown(&M::SwapAck(p, id)), Duration::from_secs(60));
+        assert_eq!(cooldown(&M::Disconnect), Duration::ZERO);
+    }
+}
