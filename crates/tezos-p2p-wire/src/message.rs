@@ -312,6 +312,12 @@ pub trait AppMessage: Sized + Send + fmt::Debug + 'static {
     /// Appends the body (what follows the tag).
     fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError>;
 
+    /// The encoded body's size if known cheaply, so that encoding can
+    /// reserve it at once (0: unknown).
+    fn size_hint(&self) -> usize {
+        0
+    }
+
     /// Reads the message of tag `tag` (≥ [`MIN_APP_TAG`]) whose body is all
     /// of `body`: unknown tags must give [`DecodeError::UnexpectedTag`] and
     /// unused bytes [`DecodeError::ExtraBytes`].
@@ -332,6 +338,10 @@ pub struct RawMessage {
 impl AppMessage for RawMessage {
     fn tag(&self) -> u16 {
         self.tag
+    }
+
+    fn size_hint(&self) -> usize {
+        self.body.len()
     }
 
     fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {

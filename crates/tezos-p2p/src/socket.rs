@@ -631,7 +631,11 @@ impl<A: AppMessage, M> Connection<A, M> {
     /// Encodes a message once, for [`write_encoded`](Self::write_encoded)
     /// on many connections.
     pub fn encode(msg: &P2pMessage<A>) -> Result<Bytes, SocketError> {
-        let mut out = Vec::new();
+        let hint = match msg {
+            P2pMessage::Message(m) => m.size_hint(),
+            _ => 0,
+        };
+        let mut out = Vec::with_capacity(6 + hint.min(tezos_p2p_wire::message::MAX_MESSAGE_SIZE));
         tezos_p2p_wire::message::encode_message(msg, &mut out).map_err(SocketError::Encoding)?;
         Ok(Bytes::from(out))
     }
@@ -830,9 +834,30 @@ async fn read_messages<A: AppMessage>(
             }
         }
         buf.drain(..off);
-        if buf.is_empty() {
-            // Idle connections keep no read buffer.
-            buf = Vec::new();
+        if buf.is_empty() && buf.capacity() > 0 {
+            // A busy connection keeps its buffer while data is there at
+            // once; one that would wait gives it back, so idle connections
+            // hold no read buffer.
+            let attempt = async {
+                let want = io.reserve_read(read_size).await.max(1);
+                rd.read_buf(&mut (&mut buf).limit(want)).await
+            };
+            let ready = tokio::select! {
+                biased;
+                r = attempt => Some(r),
+                () = std::future::ready(()) => None,
+            };
+            match ready {
+                Some(r) => {
+                    let n = r.map_err(SocketError::from_io)?;
+                    if n == 0 {
+                        return Err(SocketError::ConnectionClosed);
+                    }
+                    io.record_read(n);
+                    continue;
+                }
+                None => buf = Vec::new(),
+            }
         }
         // Read at least the rest of the chunk under way, so a large chunk
         // takes one read rather than several.
@@ -856,6 +881,9 @@ async fn writer_loop(
 ) {
     /// How many sealed bytes the writer gathers before one write call.
     const BATCH: usize = 64 << 10;
+    /// How many bytes one round writes before it reports to `write_sync`
+    /// waiters.
+    const ROUND: usize = 1 << 20;
     let mut out = Vec::new();
     let mut waiters = Vec::new();
     let run = async {
@@ -865,19 +893,30 @@ async fn writer_loop(
                 let _ = wr.shutdown().await;
                 return Ok(());
             };
+            // Seal and write in batches of about BATCH bytes, so the
+            // kernel gets data while we seal the rest; gather small
+            // messages queued meanwhile, up to a round's worth.
             let mut next = Some(item);
+            let mut round = 0;
             while let Some(item) = next.take() {
                 for p in item.bytes.chunks(piece) {
                     cipher
                         .seal_chunk(p, &mut out)
                         .map_err(SocketError::from_crypto)?;
+                    if out.len() >= BATCH {
+                        write_scheduled(&mut wr, &io, &out).await?;
+                        round += out.len();
+                        out.clear();
+                    }
                 }
                 waiters.extend(item.done);
-                if out.len() < BATCH {
+                if round < ROUND {
                     next = rx.try_pop();
                 }
             }
-            write_scheduled(&mut wr, &io, &out).await?;
+            if !out.is_empty() {
+                write_scheduled(&mut wr, &io, &out).await?;
+            }
             wr.flush().await.map_err(SocketError::from_io)?;
             if rx.is_empty() {
                 // Idle connections keep no write buffer.
