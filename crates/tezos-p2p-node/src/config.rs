@@ -20,7 +20,7 @@ use tezos_p2p_wire::version::{
 #[derive(Args, Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
-    /// Listening address and port [default: [::]:9732].
+    /// Listening address and port [default: `[::]:9732`].
     #[arg(long, value_name = "ADDR:PORT")]
     pub net_addr: Option<String>,
     /// The port announced to peers (NAT) [default: the listening port].

@@ -2,7 +2,7 @@
 //! connect, disconnect, send, try_send, broadcast, recv, recv_any, ban and
 //! trust, events, shutdown.
 //!
-//! All the pool's tables live in one [`State`] behind a mutex that is never
+//! All the pool's tables live in one `State` behind a mutex that is never
 //! held across an `.await`: every decision that must be atomic (admission
 //! against the connection limit, point and peer transitions) is taken in
 //! one critical section, so parallel handshakes cannot overshoot the limit.
