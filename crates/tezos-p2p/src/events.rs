@@ -482,12 +482,12 @@ impl<T> Default for EventRing<T> {
 }
 
 impl<T> EventRing<T> {
-    /// An empty ring keeping at most `capacity` items (at least 1).
+    /// An empty ring keeping at most `capacity` items (at least 1). It
+    /// allocates as items come: most known points never log an event.
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
         EventRing {
-            items: std::collections::VecDeque::with_capacity(capacity.min(128)),
-            capacity,
+            items: std::collections::VecDeque::new(),
+            capacity: capacity.max(1),
         }
     }
 
