@@ -163,7 +163,7 @@ where
     P: PeerMeta,
 {
     inner.log(P2pEvent::AdvertiseReceived {
-        source: conn_peer(conn),
+        source: conn.peer_id(),
     });
     if inner.config.private_mode || inner.config.disable_peer_discovery {
         return;
@@ -188,10 +188,6 @@ where
     }
 }
 
-fn conn_peer<A, C>(conn: &PeerConnection<A, C>) -> PeerId {
-    conn.socket.info().peer_id
-}
-
 /// Answers `Swap_request(point, _)` from `conn`'s peer (§7.4).
 async fn on_swap_request<A, C, P>(
     inner: &Arc<Inner<A, C, P>>,
@@ -203,7 +199,7 @@ async fn on_swap_request<A, C, P>(
     C: ConnMeta,
     P: PeerMeta,
 {
-    let source = conn_peer(conn);
+    let source = conn.peer_id();
     inner.log(P2pEvent::SwapRequestReceived { source });
     if inner.config.private_mode {
         return;
@@ -271,7 +267,7 @@ async fn on_swap_ack<A, C, P>(
     C: ConnMeta,
     P: PeerMeta,
 {
-    let source = conn_peer(conn);
+    let source = conn.peer_id();
     inner.log(P2pEvent::SwapAckReceived { source });
     if inner.config.private_mode || inner.limits.swap_linger.is_none() {
         return;

@@ -182,7 +182,7 @@ impl<A, C> std::fmt::Debug for PeerConnection<A, C> {
     }
 }
 
-impl<A: AppMessage, C: ConnMeta> PeerConnection<A, C> {
+impl<A, C> PeerConnection<A, C> {
     /// The peer's id.
     pub fn peer_id(&self) -> PeerId {
         self.socket.info().peer_id
