@@ -265,15 +265,30 @@ pub(crate) struct Inner<A, C, P> {
 }
 
 /// The pool of connections. Cheap to clone.
+///
+/// The pool's tasks hold the pool, not a `Net`: when the last `Net` handle
+/// is dropped without [`shutdown`](Net::shutdown), every task, connection
+/// and socket of the pool still ends.
 pub struct Net<A, C, P> {
     pub(crate) inner: Arc<Inner<A, C, P>>,
+    _handle: Arc<CancelOnDrop>,
 }
 
 impl<A, C, P> Clone for Net<A, C, P> {
     fn clone(&self) -> Self {
         Net {
             inner: Arc::clone(&self.inner),
+            _handle: Arc::clone(&self._handle),
         }
+    }
+}
+
+/// Cancels the pool when the last user handle goes.
+struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 
@@ -395,7 +410,11 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             maintenance: Default::default(),
             epoch,
         });
-        Ok(Net { inner })
+        let handle = Arc::new(CancelOnDrop(inner.cancel.clone()));
+        Ok(Net {
+            inner,
+            _handle: handle,
+        })
     }
 
     /// Starts accepting connections (and the periodic jobs: greylist decay,
@@ -464,11 +483,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
 
     /// Writes the peers file now (atomically).
     pub fn save_peers_file(&self) -> std::io::Result<()> {
-        let Some(path) = &self.inner.config.peers_file else {
-            return Ok(());
-        };
-        let peers = self.inner.state().tables.peers_for_file();
-        crate::peers::save_peers_file(path, &peers)
+        self.inner.save_peers_file()
     }
 
     /// Our peer id.
@@ -815,6 +830,14 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
 }
 
 impl<A, C, P: PeerMeta> Inner<A, C, P> {
+    pub(crate) fn save_peers_file(&self) -> std::io::Result<()> {
+        let Some(path) = &self.config.peers_file else {
+            return Ok(());
+        };
+        let peers = self.state().tables.peers_for_file();
+        crate::peers::save_peers_file(path, &peers)
+    }
+
     pub(crate) fn list_known_points(&self, size: usize) -> Vec<Point> {
         let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
         let st = self.state();
@@ -841,8 +864,7 @@ async fn periodic_jobs<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta>(
             _ = inner.cancel.cancelled() => return,
             _ = countdown.tick() => inner.state().acl.countdown(),
             _ = save.tick() => {
-                let net = Net { inner: inner.clone() };
-                if let Err(e) = net.save_peers_file() {
+                if let Err(e) = inner.save_peers_file() {
                     warn!(error = %e, "cannot save the peers file");
                 } else {
                     debug!("peers file saved");
