@@ -329,36 +329,39 @@ where
                     let point_trusted = point_info.is_some_and(|i| i.trusted);
                     let peer_info = st.tables.known_peers.get(&peer);
                     let peer_trusted = peer_info.is_some_and(|i| i.trusted);
-                    let motive = if let Err(m) =
-                        inner.config.versions.select(&info.announced_version)
-                    {
-                        Some(Ok(m))
-                    } else if st.connections.len() + st.admitted
-                        >= inner.limits.connections_threshold()
-                    {
-                        Some(Ok(Motive::TooManyConnections))
-                    } else if inner.config.private_mode && !point_trusted && !peer_trusted {
-                        Some(Err(NetError::PrivateMode(
-                            conn_point.unwrap_or(Point::from(remote)),
-                        )))
-                    } else if point_info.is_some_and(|i| match i.state {
-                        PointState::Accepted { .. } | PointState::Running { .. } => true,
-                        // Simultaneous dial: Octez always refuses the
-                        // incoming one, so two peers dialling each other
-                        // at once refuse each other. We keep the
-                        // connection opened by the smaller peer id.
-                        PointState::Requested => incoming && peer > inner.config.identity.peer_id,
-                        PointState::Disconnected => false,
-                    }) || peer_info.is_some_and(|i| {
-                        matches!(
-                            i.state,
-                            PeerState::Accepted { .. } | PeerState::Running { .. }
-                        )
-                    }) {
-                        Some(Ok(Motive::AlreadyConnected))
-                    } else {
-                        None
-                    };
+                    // Simultaneous dial: Octez always refuses the incoming
+                    // side, so two peers dialling each other at once refuse
+                    // each other, again and again. We keep the connection
+                    // opened by the smaller peer id: an incoming connection
+                    // from a smaller id wins over our own attempt to that
+                    // peer (which its side refuses), one from a larger id
+                    // loses to it.
+                    let incoming_wins = incoming && peer < inner.config.identity.peer_id;
+                    let motive =
+                        if let Err(m) = inner.config.versions.select(&info.announced_version) {
+                            Some(Ok(m))
+                        } else if st.connections.len() + st.admitted
+                            >= inner.limits.connections_threshold()
+                        {
+                            Some(Ok(Motive::TooManyConnections))
+                        } else if inner.config.private_mode && !point_trusted && !peer_trusted {
+                            Some(Err(NetError::PrivateMode(
+                                conn_point.unwrap_or(Point::from(remote)),
+                            )))
+                        } else if point_info.is_some_and(|i| match i.state {
+                            PointState::Running { .. } => true,
+                            PointState::Accepted { .. } => !incoming_wins,
+                            PointState::Requested => incoming && !incoming_wins,
+                            PointState::Disconnected => false,
+                        }) || peer_info.is_some_and(|i| match i.state {
+                            PeerState::Running { .. } => true,
+                            PeerState::Accepted { .. } => !incoming_wins,
+                            PeerState::Disconnected => false,
+                        }) {
+                            Some(Ok(Motive::AlreadyConnected))
+                        } else {
+                            None
+                        };
                     if let Some(p) = conn_point {
                         if let Some(i) = st.tables.known_points.get_mut(&p) {
                             i.known_public = !info.private_node;

@@ -1424,3 +1424,33 @@ async fn disconnect_returns_after_the_disconnection_hooks() {
     }
     shutdown_all(&[a, b]).await;
 }
+
+/// Two peers dialling each other at the same instant, once each, end with
+/// one connection: the one the smaller peer id opened (Octez refuses the
+/// incoming side on both ends, so neither attempt succeeds).
+#[tokio::test(start_paused = true)]
+async fn simultaneous_dial_without_retry_keeps_the_smaller_ids_connection() {
+    let mem = MemoryNetwork::new();
+    let a = node(&mem, 1).await;
+    let b = node(&mem, 2).await;
+    let (ra, rb) = tokio::join!(
+        a.connect(point(2), false, None, None),
+        b.connect(point(1), false, None, None)
+    );
+    assert_eq!(
+        usize::from(ra.is_ok()) + usize::from(rb.is_ok()),
+        1,
+        "{ra:?} / {rb:?}"
+    );
+    let smaller_dialled_ok = if a.peer_id() < b.peer_id() {
+        ra.is_ok()
+    } else {
+        rb.is_ok()
+    };
+    assert!(smaller_dialled_ok, "{ra:?} / {rb:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(a.active_connections(), 1);
+    assert_eq!(b.active_connections(), 1);
+    assert_exchange(&a, &b).await;
+    shutdown_all(&[a, b]).await;
+}
