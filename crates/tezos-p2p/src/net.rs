@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -255,6 +256,8 @@ pub(crate) struct Inner<A, C, P> {
     pub(crate) on_disconnection: Mutex<Vec<Hook<A, C>>>,
     /// Signalled when an application message is queued anywhere.
     pub(crate) app_message: Notify,
+    /// Where the next `recv_any` starts looking.
+    pub(crate) recv_any_turn: AtomicUsize,
     pub(crate) listener: Mutex<Option<Listener>>,
     pub(crate) listening_port: Option<u16>,
     /// The maintenance worker's signals.
@@ -405,6 +408,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             on_new_connection: Mutex::new(Vec::new()),
             on_disconnection: Mutex::new(Vec::new()),
             app_message: Notify::new(),
+            recv_any_turn: AtomicUsize::new(0),
             listener: Mutex::new(listener),
             listening_port,
             maintenance: Default::default(),
@@ -666,13 +670,20 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             .ok_or(NetError::Socket(SocketError::ConnectionClosed))
     }
 
-    /// The next application message of any connection.
+    /// The next application message of any connection. Connections take
+    /// turns: each call starts looking one connection further than the
+    /// last, so a busy connection cannot starve the others.
     pub async fn recv_any(&self) -> (Arc<PeerConnection<A, C>>, usize, A) {
         loop {
             let notified = self.inner.app_message.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            for conn in self.connections() {
+            let mut conns = self.connections();
+            if !conns.is_empty() {
+                let turn = self.inner.recv_any_turn.fetch_add(1, Ordering::Relaxed);
+                conns.rotate_left(turn % conns.len());
+            }
+            for conn in conns {
                 if let Ok(mut rx) = conn.app_rx.try_lock() {
                     if let Ok((size, msg)) = rx.try_recv() {
                         return (conn.clone(), size, msg);

@@ -76,3 +76,55 @@ async fn two_pools_connect_and_exchange_messages() {
     .unwrap();
     b.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn recv_any_lets_connections_take_turns() {
+    let mem = MemoryNetwork::new();
+    let a: TestNet = Net::create(config(1, &mem, 9732), Limits::default())
+        .await
+        .unwrap();
+    let b: TestNet = Net::create(config(2, &mem, 9732), Limits::default())
+        .await
+        .unwrap();
+    let c: TestNet = Net::create(config(3, &mem, 9732), Limits::default())
+        .await
+        .unwrap();
+    for n in [&a, &b, &c] {
+        n.activate();
+    }
+    let to_a: tezos_p2p::wire::point::Point = "127.0.0.1:9732".parse().unwrap();
+    let from_b = b.connect(to_a, false, None, None).await.unwrap();
+    let from_c = c.connect(to_a, false, None, None).await.unwrap();
+    // Both peers fill a's application queues before a reads anything.
+    for i in 0..6u8 {
+        b.send(
+            &from_b,
+            RawMessage {
+                tag: 0x10,
+                body: vec![i],
+            },
+        )
+        .await
+        .unwrap();
+        c.send(
+            &from_c,
+            RawMessage {
+                tag: 0x10,
+                body: vec![i],
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut senders = Vec::new();
+    for _ in 0..4 {
+        let (conn, _, _) = a.recv_any().await;
+        senders.push(conn.peer_id());
+    }
+    assert!(senders.contains(&b.peer_id()), "{senders:?}");
+    assert!(senders.contains(&c.peer_id()), "{senders:?}");
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}
