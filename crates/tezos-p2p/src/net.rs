@@ -681,7 +681,8 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             let mut conns = self.connections();
             if !conns.is_empty() {
                 let turn = self.inner.recv_any_turn.fetch_add(1, Ordering::Relaxed);
-                conns.rotate_left(turn % conns.len());
+                let n = conns.len();
+                conns.rotate_left(turn % n);
             }
             for conn in conns {
                 if let Ok(mut rx) = conn.app_rx.try_lock() {
