@@ -50,7 +50,10 @@ pub struct Config<C> {
     pub trusted_points: Vec<(Point, Option<PeerId>)>,
     /// The peers file (`peers.json`); `None` keeps nothing across restarts.
     pub peers_file: Option<PathBuf>,
-    /// Accept and contact only trusted points and peers.
+    /// Accept and contact only trusted points and peers, and answer no
+    /// gossip. Peers learn it from our metadata: set its private flag too
+    /// (`OctezMetadata::private_node`); the pool cannot, the metadata type
+    /// being the application's.
     pub private_mode: bool,
     /// Our identity.
     pub identity: Arc<Identity>,
