@@ -34,6 +34,9 @@ use crate::points::PointState;
 /// (Octez's `time_between_looking_for_peers`).
 pub const TIME_BETWEEN_LOOKING_FOR_PEERS: Duration = Duration::from_secs(5);
 
+/// The shortest wait for new points when short of candidates.
+pub const MIN_ASK: Duration = Duration::from_millis(500);
+
 /// The worker's signals.
 #[derive(Debug, Default)]
 pub(crate) struct Handle {
@@ -223,6 +226,13 @@ where
     C: ConnMeta,
     P: PeerMeta,
 {
+    // Listen before asking: an Advertise that answers our Bootstrap before
+    // we wait must still end the wait.
+    let new_point = inner.triggers.new_point.notified();
+    let new_peer = inner.triggers.new_peer.notified();
+    tokio::pin!(new_point, new_peer);
+    new_point.as_mut().enable();
+    new_peer.as_mut().enable();
     if !inner.config.private_mode && !inner.config.disable_peer_discovery {
         let conns: Vec<_> = inner.state().connections.values().cloned().collect();
         for c in conns {
@@ -242,12 +252,17 @@ where
         let mut rng = inner.rng.lock().unwrap_or_else(PoisonError::into_inner);
         TIME_BETWEEN_LOOKING_FOR_PEERS.mul_f64(1.0 - rng.gen::<f64>() / 5.0)
     };
+    // A new point ends the wait, but not before MIN_ASK: at scale points
+    // keep coming, and a round per point would flood every peer with
+    // Bootstrap messages.
+    let start = tokio::time::Instant::now();
     tokio::select! {
         biased;
-        _ = inner.triggers.new_point.notified() => {}
-        _ = inner.triggers.new_peer.notified() => {}
-        _ = tokio::time::sleep(wait) => {}
+        _ = new_point => {}
+        _ = new_peer => {}
+        _ = tokio::time::sleep(wait) => return,
     }
+    tokio::time::sleep_until(start + MIN_ASK).await;
 }
 
 /// Closes `k` random connections, sparing the private-and-trusted ones,
