@@ -210,8 +210,7 @@ async fn on_swap_request<A, C, P>(
     let now = inner.now();
     let candidate = {
         let st = inner.state();
-        let latest = st.latest_accepted_swap.max(st.latest_successful_swap);
-        let too_soon = latest.is_some_and(|t| now.duration_since(t).unwrap_or_default() < linger);
+        let too_soon = st.swap_lingers(now, linger, false);
         let busy = st
             .tables
             .known_points

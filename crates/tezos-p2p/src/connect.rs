@@ -589,17 +589,7 @@ where
         peer_id: peer,
     });
     inner.triggers.new_connection.notify_waiters();
-    let hooks: Vec<_> = inner
-        .on_new_connection
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .rev()
-        .cloned()
-        .collect();
-    for h in hooks {
-        h(&conn);
-    }
+    inner.run_hooks(&inner.on_new_connection, &conn);
     if inner.active() >= inner.limits.max_connections {
         inner.log(P2pEvent::TooManyConnections);
         inner.triggers.too_many_connections.notify_waiters();
@@ -649,17 +639,7 @@ where
         return;
     }
     inner.log(P2pEvent::Disconnection { peer_id: peer });
-    let hooks: Vec<_> = inner
-        .on_disconnection
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .rev()
-        .cloned()
-        .collect();
-    for h in hooks {
-        h(conn);
-    }
+    inner.run_hooks(&inner.on_disconnection, conn);
     // Only now: `disconnect` waits on this, and returns after the hooks.
     conn.cancel.cancel();
     if inner.active() < inner.limits.min_connections {

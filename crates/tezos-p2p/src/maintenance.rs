@@ -13,7 +13,7 @@
 //! ignores both when initiating, spec §11 quirk 2).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rand::seq::SliceRandom;
@@ -46,9 +46,6 @@ pub(crate) struct Handle {
     pub(crate) done: Notify,
     /// Wakes the discovery sender when short of candidates.
     pub(crate) wake_discovery: Notify,
-    /// When we last proposed a swap: with the pool's latest accepted and
-    /// successful swaps, it gates the next proposal by `swap_linger`.
-    pub(crate) last_swap_request: Mutex<Option<SystemTime>>,
 }
 
 /// Why a round runs.
@@ -302,18 +299,9 @@ where
         return;
     };
     let now = inner.now();
-    let last_proposal = *inner
-        .maintenance
-        .last_swap_request
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
     let mut conns: Vec<_> = {
         let st = inner.state();
-        let latest = st
-            .latest_accepted_swap
-            .max(st.latest_successful_swap)
-            .max(last_proposal);
-        if latest.is_some_and(|t| now.duration_since(t).unwrap_or_default() < linger) {
+        if st.swap_lingers(now, linger, true) {
             return;
         }
         st.connections
@@ -336,11 +324,7 @@ where
         (r, p)
     };
     let Some(point) = p.point else { return };
-    *inner
-        .maintenance
-        .last_swap_request
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) = Some(now);
+    inner.state().latest_swap_request = Some(now);
     *r.last_sent_swap_request
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = Some((now, p.peer_id()));

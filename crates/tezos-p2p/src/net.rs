@@ -242,7 +242,26 @@ pub(crate) struct State<A, C, P> {
     pub(crate) incoming: usize,
     pub(crate) latest_accepted_swap: Option<SystemTime>,
     pub(crate) latest_successful_swap: Option<SystemTime>,
+    /// When the maintenance last proposed a swap.
+    pub(crate) latest_swap_request: Option<SystemTime>,
     pub(crate) shut_down: bool,
+}
+
+impl<A, C, P> State<A, C, P> {
+    /// Whether the last swap we accepted or made (and, with
+    /// `with_requests`, the last one we proposed) is less than `linger` old.
+    pub(crate) fn swap_lingers(
+        &self,
+        now: SystemTime,
+        linger: Duration,
+        with_requests: bool,
+    ) -> bool {
+        let mut latest = self.latest_accepted_swap.max(self.latest_successful_swap);
+        if with_requests {
+            latest = latest.max(self.latest_swap_request);
+        }
+        latest.is_some_and(|t| now.duration_since(t).unwrap_or_default() < linger)
+    }
 }
 
 pub(crate) struct Inner<A, C, P> {
@@ -318,6 +337,25 @@ impl<A, C, P> Inner<A, C, P> {
 
     pub(crate) fn active(&self) -> usize {
         self.state().connections.len()
+    }
+
+    /// Calls `hooks` on `conn`, the most recently registered first, with no
+    /// lock held (a hook may use the pool).
+    pub(crate) fn run_hooks(
+        &self,
+        hooks: &Mutex<Vec<Hook<A, C>>>,
+        conn: &Arc<PeerConnection<A, C>>,
+    ) {
+        let hooks: Vec<_> = hooks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .rev()
+            .cloned()
+            .collect();
+        for h in hooks {
+            h(conn);
+        }
     }
 }
 
@@ -398,6 +436,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
                 incoming: 0,
                 latest_accepted_swap: None,
                 latest_successful_swap: None,
+                latest_swap_request: None,
                 shut_down: false,
             }),
             config,

@@ -266,16 +266,16 @@ async fn write_scheduled(
 /// a peer costs no heap memory.
 const IDLE_READ: usize = 512;
 
-/// Reads at most `max` more bytes into `buf` through the scheduler. When
-/// `buf` is empty the read goes through a small stack buffer first, so an
-/// idle connection holds no read buffer.
+/// Reads at most `max` more bytes into `buf` through the scheduler. A
+/// buffer without capacity is filled through a small stack buffer first,
+/// so an idle connection holds no read buffer.
 async fn read_scheduled(
     stream: &mut (impl tokio::io::AsyncRead + Unpin),
     io: &ConnectionIo,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<(), SocketError> {
-    let n = if buf.is_empty() {
+    let n = if buf.capacity() == 0 {
         let mut small = [0u8; IDLE_READ];
         let want = io
             .reserve_read(IDLE_READ.min(max))
@@ -838,22 +838,14 @@ async fn read_messages<A: AppMessage>(
             // A busy connection keeps its buffer while data is there at
             // once; one that would wait gives it back, so idle connections
             // hold no read buffer.
-            let attempt = async {
-                let want = io.reserve_read(read_size).await.max(1);
-                rd.read_buf(&mut (&mut buf).limit(want)).await
-            };
             let ready = tokio::select! {
                 biased;
-                r = attempt => Some(r),
+                r = read_scheduled(&mut rd, io, &mut buf, read_size) => Some(r),
                 () = std::future::ready(()) => None,
             };
             match ready {
                 Some(r) => {
-                    let n = r.map_err(SocketError::from_io)?;
-                    if n == 0 {
-                        return Err(SocketError::ConnectionClosed);
-                    }
-                    io.record_read(n);
+                    r?;
                     continue;
                 }
                 None => buf = Vec::new(),
