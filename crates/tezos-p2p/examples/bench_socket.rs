@@ -10,117 +10,34 @@
 //! counting the listener's side): raise `ulimit -n` if it is below ~4 200.
 //! `BENCH_CONNS` overrides the number of pairs.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 use tezos_p2p::scheduler::{IoScheduler, SchedulerConfig};
-use tezos_p2p::socket::{
-    authenticate, AcceptOptions, AuthConfig, AuthenticatedConnection, Connection,
-};
-use tezos_p2p::transport::{BoxStream, TcpOptions, Transport};
+use tezos_p2p::socket::{authenticate, AcceptOptions, AuthenticatedConnection};
+use tezos_p2p::transport::{BoxStream, Transport};
 use tezos_p2p::wire::crypto::{ChunkCipher, Nonce, SessionKey, MAX_CHUNK_PLAINTEXT};
-use tezos_p2p::wire::identity::{Identity, PowStamp, PowTarget, SecretKey};
+use tezos_p2p::wire::identity::Identity;
 use tezos_p2p::wire::message::{OctezMetadata, P2pMessage, RawMessage};
-use tezos_p2p::wire::version::{ChainName, NetworkVersion};
 
-// ---------------------------------------------------------------------------
-// Counting allocator: live bytes, counted only while `COUNTING` is on so the
-// throughput benchmarks do not pay for a contended atomic on every
-// allocation.
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        p
-    }
-}
+mod support;
+use support::*;
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn live() -> isize {
-    LIVE.load(Ordering::SeqCst)
-}
-
 // ---------------------------------------------------------------------------
 // Setup, as in tests/socket.rs.
 
-type Conn = Connection<RawMessage, OctezMetadata>;
 type Auth = AuthenticatedConnection<OctezMetadata>;
 
 const GIB: f64 = (1u64 << 30) as f64;
 const MIB: f64 = (1u64 << 20) as f64;
-
-fn identity(seed: u8) -> Arc<Identity> {
-    Arc::new(Identity::from_secret_key(
-        SecretKey([seed; 32]),
-        PowStamp([seed; 24]),
-    ))
-}
-
-fn auth_cfg(
-    id: &Arc<Identity>,
-    incoming: bool,
-    remote_addr: SocketAddr,
-) -> AuthConfig<OctezMetadata> {
-    AuthConfig {
-        identity: id.clone(),
-        pow_target: PowTarget::new(0.0).unwrap(),
-        incoming,
-        remote_addr,
-        listening_port: Some(9732),
-        version: NetworkVersion {
-            chain_name: ChainName::from("TEZOS_BENCH"),
-            distributed_db_version: 2,
-            p2p_version: 1,
-        },
-        metadata: OctezMetadata::default(),
-        cancel: CancellationToken::new(),
-        timeout: Some(Duration::from_secs(30)),
-    }
-}
-
-fn transport() -> Transport {
-    Transport::Tcp(TcpOptions::octez())
-}
 
 /// A connected pair of TCP streams: (client, server, client's address,
 /// server's address).
@@ -162,28 +79,6 @@ async fn connected_pair(sched: &IoScheduler) -> (Conn, Conn) {
     accept_pair(auth_pair(sched, &ids, p).await).await
 }
 
-/// CPU seconds (user + system) the process has used, from /proc/self/stat.
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<i64> = after
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // Fields 14 and 15 (utime, stime); the numeric fields after the name
-    // and the state start at field 4.
-    f.get(10)
-        .zip(f.get(11))
-        .map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
-}
-
-fn raw(body_len: usize) -> P2pMessage<RawMessage> {
-    P2pMessage::Message(RawMessage {
-        tag: 0x10,
-        body: (0..body_len).map(|i| i as u8).collect(),
-    })
-}
-
 // ---------------------------------------------------------------------------
 // Throughput.
 
@@ -204,26 +99,7 @@ async fn ours_cpu(msg: P2pMessage<RawMessage>, secs: f64, pre_encoded: bool) -> 
     let sched = IoScheduler::new(SchedulerConfig::default());
     let (c, s) = connected_pair(&sched).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn({
-        let c = c.clone();
-        let stop = stop.clone();
-        async move {
-            if pre_encoded {
-                let bytes = Conn::encode(&msg).unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    if c.write_encoded(bytes.clone()).await.is_err() {
-                        break;
-                    }
-                }
-            } else {
-                while !stop.load(Ordering::Relaxed) {
-                    if c.write(&msg).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let writer = spawn_writer(c.clone(), msg, pre_encoded, stop.clone());
     // Warm-up: the first message.
     s.read().await.unwrap();
     let start = Instant::now();
@@ -312,44 +188,20 @@ fn seal_open(secs: f64) -> (f64, f64) {
     }
     let seal = (n * MAX_CHUNK_PLAINTEXT as u64) as f64 / start.elapsed().as_secs_f64();
 
-    // Open: 64 chunks sealed once, reopened from a fresh copy each round;
-    // only the `open_chunk` calls are timed.
-    const K: usize = 64;
-    let mut sealer = ChunkCipher::new(key.clone(), Nonce([0; 24]));
-    let mut sealed = Vec::new();
-    for _ in 0..K {
-        sealer.seal_chunk(&plain, &mut sealed).unwrap();
-    }
-    let chunk = MAX_CHUNK_PLAINTEXT + 18;
-    let mut work = sealed.clone();
-    let mut timed = Duration::ZERO;
-    let mut n = 0u64;
-    let wall = Instant::now();
-    while wall.elapsed().as_secs_f64() < secs {
-        work.copy_from_slice(&sealed);
-        let mut opener = ChunkCipher::new(key.clone(), Nonce([0; 24]));
-        let t = Instant::now();
-        for i in 0..K {
-            let body = &mut work[i * chunk + 2..(i + 1) * chunk];
-            black_box(opener.open_chunk(body).unwrap());
-        }
-        timed += t.elapsed();
-        n += K as u64;
-    }
-    let open = (n * MAX_CHUNK_PLAINTEXT as u64) as f64 / timed.as_secs_f64();
+    // Open, from when the timing loop starts.
+    let mut wall = None;
+    let open = open_rate(&key, &plain, |_| {
+        wall.get_or_insert_with(Instant::now)
+            .elapsed()
+            .as_secs_f64()
+            < secs
+    });
     (seal, open)
 }
 
 async fn throughput(secs: f64) {
     println!("== throughput (loopback TCP, {secs} s per measurement) ==");
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "load average at start: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("load average at start: {}", loadavg());
     let tcp = raw_tcp(secs).await;
     println!(
         "raw tokio TCP, 1 MiB write_all/read        : {:6.3} GiB/s",
@@ -413,35 +265,7 @@ async fn handshakes(conc: usize, secs: f64) -> (u64, u64, f64) {
     let saddr = listener.local_addr();
     let sched = IoScheduler::new(SchedulerConfig::default());
     let (cid, sid) = (identity(1), identity(2));
-    let server_errors = Arc::new(AtomicU64::new(0));
-    let server = tokio::spawn({
-        let sched = sched.clone();
-        let server_errors = server_errors.clone();
-        async move {
-            loop {
-                let Ok((stream, caddr)) = listener.accept().await else {
-                    server_errors.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let cfg = auth_cfg(&sid, true, caddr);
-                let io = sched.register();
-                let server_errors = server_errors.clone();
-                tokio::spawn(async move {
-                    let r = async {
-                        let (_, a) = authenticate(stream, io, cfg).await?;
-                        let c: Conn = a.accept(AcceptOptions::default()).await?;
-                        c.closed().await;
-                        c.close(false).await;
-                        Ok::<_, tezos_p2p::socket::SocketError>(())
-                    }
-                    .await;
-                    if r.is_err() {
-                        server_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-            }
-        }
-    });
+    let (server, server_errors) = spawn_handshake_server(listener, sched.clone(), sid);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut clients = Vec::new();
@@ -453,15 +277,7 @@ async fn handshakes(conc: usize, secs: f64) -> (u64, u64, f64) {
             let (mut ok, mut err) = (0u64, 0u64);
             while Instant::now() < deadline {
                 let r = async {
-                    let stream = t.connect(saddr).await.map_err(|e| e.to_string())?;
-                    let (_, a) =
-                        authenticate(stream, sched.register(), auth_cfg(&cid, false, saddr))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    let c: Conn = a
-                        .accept(AcceptOptions::default())
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let c = ours_dial(&t, &sched, &cid, saddr).await?;
                     c.close(false).await;
                     Ok::<_, String>(())
                 }
@@ -492,14 +308,7 @@ async fn handshakes(conc: usize, secs: f64) -> (u64, u64, f64) {
 }
 
 async fn handshake(secs: f64) {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "load average at start: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("load average at start: {}", loadavg());
     println!("== handshake (PoW 0, loopback TCP, connect + authenticate + accept + close) ==");
     for conc in [1, 16] {
         let (ok, err, rate) = handshakes(conc, secs).await;
@@ -516,23 +325,6 @@ async fn handshake(secs: f64) {
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
-}
-
-fn nofile_limit() -> String {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .map(|l| {
-                    l.split_whitespace()
-                        .skip(3)
-                        .take(2)
-                        .collect::<Vec<_>>()
-                        .join("/")
-                })
-        })
-        .unwrap_or_default()
 }
 
 async fn memory() {

@@ -153,6 +153,18 @@ fn point_failed<A, C, P: PeerMeta>(inner: &Inner<A, C, P>, point: Point) {
     }
 }
 
+/// An outgoing attempt refused after the peer's id was learnt: the peer
+/// (if known and not connected otherwise) records it as its
+/// `last_failed_connection` (Octez never sets it).
+fn peer_failed<A, C, P: PeerMeta>(inner: &Inner<A, C, P>, peer: PeerId, point: ConnId) {
+    let now = inner.now();
+    if let Some(info) = inner.state().tables.known_peers.get_mut(&peer) {
+        if info.is_disconnected() {
+            info.set_failed_connection(point, now);
+        }
+    }
+}
+
 /// An admitted handshake: it holds a connection slot and keeps its point
 /// and peer Accepted. Dropped before it becomes a running connection
 /// (failed Ack exchange, timeout, shutdown), it gives the slot back and
@@ -399,6 +411,7 @@ where
         Decision::Refuse(e) => {
             if let Some(p) = out_point {
                 point_failed(inner, p);
+                peer_failed(inner, peer, id_point);
             }
             Err(e)
         }
@@ -421,6 +434,7 @@ where
             let _ = auth.nack(motive, points).await;
             if let Some(p) = out_point {
                 point_failed(inner, p);
+                peer_failed(inner, peer, id_point);
             }
             if matches!(
                 motive,

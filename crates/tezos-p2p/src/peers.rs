@@ -435,11 +435,6 @@ impl<M> PeerInfo<M> {
         self.log(now, point, PeerEventKind::RequestRejected);
     }
 
-    /// Logs that we rejected this peer (Octez `log_incoming_rejection`).
-    pub fn log_incoming_rejection(&mut self, point: ConnId, now: SystemTime) {
-        self.log(now, point, PeerEventKind::RejectingRequest);
-    }
-
     /// Most recent of established, rejected and disconnection.
     pub fn last_seen(&self) -> Option<(ConnId, SystemTime)> {
         recent(

@@ -454,27 +454,6 @@ impl PointInfo {
         Ok(())
     }
 
-    /// Logs that we rejected an incoming handshake from this point (Octez
-    /// `log_incoming_rejection`, never called there). No state change.
-    pub fn log_incoming_rejection(&mut self, peer_id: PeerId, now: SystemTime) {
-        self.log(
-            now,
-            PointEventKind::RejectingRequest {
-                p2p_peer_id: peer_id,
-            },
-        );
-    }
-
-    /// Forgets the back-off (`reset_reconnection_delay`).
-    pub fn reset_reconnection_delay(&mut self) {
-        self.reconnection = None;
-    }
-
-    /// `known_public := not private_node` (done after each authentication).
-    pub fn set_private(&mut self, private_node: bool) {
-        self.known_public = !private_node;
-    }
-
     /// Most recent of the rejected, established and disconnection records.
     pub fn last_seen(&self) -> Option<(PeerId, SystemTime)> {
         recent(

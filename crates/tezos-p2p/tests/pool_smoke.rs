@@ -128,3 +128,35 @@ async fn recv_any_lets_connections_take_turns() {
         n.shutdown().await;
     }
 }
+
+/// An outgoing attempt that we refuse after learning the peer's id (here:
+/// another chain) is recorded as the peer's `last_failed_connection`
+/// (Octez never sets it).
+#[tokio::test(start_paused = true)]
+async fn a_refused_dial_is_the_peers_last_failed_connection() {
+    let mem = MemoryNetwork::new();
+    let a: TestNet = Net::create(config(1, &mem, 9732), Limits::default())
+        .await
+        .unwrap();
+    let mut other_chain = config(2, &mem, 9732);
+    other_chain.versions = SupportedVersions::octez(ChainName::from("OTHER"));
+    let b: TestNet = Net::create(other_chain, Limits::default()).await.unwrap();
+    a.activate();
+    b.activate();
+    let e = a
+        .connect("127.0.0.2:9732".parse().unwrap(), false, None, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, tezos_p2p::NetError::RejectedNoCommonProtocol { .. }),
+        "{e:?}"
+    );
+    let failed = a.with_tables(|t| {
+        t.known_peers
+            .get(&b.peer_id())
+            .and_then(|p| p.last_failed_connection)
+    });
+    assert!(failed.is_some(), "no last_failed_connection recorded");
+    a.shutdown().await;
+    b.shutdown().await;
+}

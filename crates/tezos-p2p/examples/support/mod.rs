@@ -1,0 +1,287 @@
+//! Pieces shared by `bench_socket` and the benchmark crate in `bench/`
+//! (which includes this file with `#[path]`): the counting allocator, our
+//! connection setup, the handshake server loop, the throughput writer, the
+//! `open_chunk` rate and a few readings from /proc.
+
+#![allow(dead_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use tezos_p2p::scheduler::IoScheduler;
+use tezos_p2p::socket::{authenticate, AcceptOptions, AuthConfig, Connection};
+use tezos_p2p::transport::{BoxStream, Listener, TcpOptions, Transport};
+use tezos_p2p::wire::crypto::{ChunkCipher, Nonce, SessionKey, MAX_CHUNK_PLAINTEXT};
+use tezos_p2p::wire::identity::{Identity, PowStamp, PowTarget, SecretKey};
+use tezos_p2p::wire::message::{OctezMetadata, P2pMessage, RawMessage};
+use tezos_p2p::wire::version::{ChainName, NetworkVersion};
+
+// ---------------------------------------------------------------------------
+// Counting allocator: live bytes, counted only while `COUNTING` is on so that
+// the other benchmarks do not pay for a contended atomic on every allocation.
+
+pub struct Counting;
+
+pub static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+pub fn live() -> isize {
+    LIVE.load(Ordering::SeqCst)
+}
+
+// ---------------------------------------------------------------------------
+// Machine state.
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat.
+pub fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<i64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // utime and stime (fields 14 and 15; the numeric fields after the
+    // name and the state start at field 4).
+    f.get(10)
+        .zip(f.get(11))
+        .map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
+}
+
+/// RLIMIT_NOFILE as "soft/hard", from /proc/self/limits.
+pub fn nofile_limit() -> String {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(3)
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Our stack: identities, configuration, session setup.
+
+pub type Conn = Connection<RawMessage, OctezMetadata>;
+
+pub fn identity(seed: u8) -> Arc<Identity> {
+    Arc::new(Identity::from_secret_key(
+        SecretKey([seed; 32]),
+        PowStamp([seed; 24]),
+    ))
+}
+
+pub fn auth_cfg(
+    id: &Arc<Identity>,
+    incoming: bool,
+    remote_addr: SocketAddr,
+) -> AuthConfig<OctezMetadata> {
+    AuthConfig {
+        identity: id.clone(),
+        pow_target: PowTarget::new(0.0).unwrap(),
+        incoming,
+        remote_addr,
+        listening_port: Some(9732),
+        version: NetworkVersion {
+            chain_name: ChainName::from("TEZOS_BENCH"),
+            distributed_db_version: 2,
+            p2p_version: 1,
+        },
+        metadata: OctezMetadata::default(),
+        cancel: CancellationToken::new(),
+        timeout: Some(Duration::from_secs(30)),
+    }
+}
+
+pub fn transport() -> Transport {
+    Transport::Tcp(TcpOptions::octez())
+}
+
+pub fn raw(body_len: usize) -> P2pMessage<RawMessage> {
+    P2pMessage::Message(RawMessage {
+        tag: 0x10,
+        body: (0..body_len).map(|i| i as u8).collect(),
+    })
+}
+
+/// Client side of one full session setup: connect, authenticate, accept.
+pub async fn ours_dial(
+    t: &Transport,
+    sched: &IoScheduler,
+    id: &Arc<Identity>,
+    saddr: SocketAddr,
+) -> Result<Conn, String> {
+    let stream = t.connect(saddr).await.map_err(|e| e.to_string())?;
+    let (_, a) = authenticate(stream, sched.register(), auth_cfg(id, false, saddr))
+        .await
+        .map_err(|e| e.to_string())?;
+    a.accept(AcceptOptions::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Server side of one session setup on an accepted stream.
+pub async fn ours_serve(
+    stream: BoxStream,
+    caddr: SocketAddr,
+    sched: &IoScheduler,
+    id: &Arc<Identity>,
+) -> Result<Conn, String> {
+    let (_, a) = authenticate(stream, sched.register(), auth_cfg(id, true, caddr))
+        .await
+        .map_err(|e| e.to_string())?;
+    a.accept(AcceptOptions::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The server of the handshake benchmarks: accepts sessions on `listener`
+/// until aborted, each one held until the client closes it. Returns the
+/// task and the count of failed accepts and setups.
+pub fn spawn_handshake_server(
+    listener: Listener,
+    sched: IoScheduler,
+    sid: Arc<Identity>,
+) -> (JoinHandle<()>, Arc<AtomicU64>) {
+    let server_errors = Arc::new(AtomicU64::new(0));
+    let server = tokio::spawn({
+        let server_errors = server_errors.clone();
+        async move {
+            loop {
+                let Ok((stream, caddr)) = listener.accept().await else {
+                    server_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let sched = sched.clone();
+                let sid = sid.clone();
+                let server_errors = server_errors.clone();
+                tokio::spawn(async move {
+                    match ours_serve(stream, caddr, &sched, &sid).await {
+                        Ok(c) => {
+                            c.closed().await;
+                            c.close(false).await;
+                        }
+                        Err(_) => {
+                            server_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (server, server_errors)
+}
+
+// ---------------------------------------------------------------------------
+// Throughput.
+
+/// Writes `msg` on `c` in a loop until `stop` is set or the connection
+/// fails: encoded once and queued with `write_encoded` (a `Bytes` clone)
+/// with `pre_encoded`, otherwise encoded by each `write`.
+pub fn spawn_writer(
+    c: Conn,
+    msg: P2pMessage<RawMessage>,
+    pre_encoded: bool,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if pre_encoded {
+            let bytes = Conn::encode(&msg).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if c.write_encoded(bytes.clone()).await.is_err() {
+                    break;
+                }
+            }
+        } else {
+            while !stop.load(Ordering::Relaxed) {
+                if c.write(&msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+    })
+}
+
+/// Plaintext bytes/s of `open_chunk` on `plain`-sized chunks under `key`:
+/// 64 chunks sealed once, reopened from a fresh copy each round while
+/// `more(chunks opened so far)` holds; only the `open_chunk` calls are
+/// timed.
+pub fn open_rate(key: &SessionKey, plain: &[u8], mut more: impl FnMut(u64) -> bool) -> f64 {
+    const K: usize = 64;
+    let mut sealer = ChunkCipher::new(key.clone(), Nonce([0; 24]));
+    let mut sealed = Vec::new();
+    for _ in 0..K {
+        sealer.seal_chunk(plain, &mut sealed).unwrap();
+    }
+    let chunk = MAX_CHUNK_PLAINTEXT + 18;
+    let mut work = sealed.clone();
+    let mut timed = Duration::ZERO;
+    let mut n = 0u64;
+    while more(n) {
+        work.copy_from_slice(&sealed);
+        let mut opener = ChunkCipher::new(key.clone(), Nonce([0; 24]));
+        let t = Instant::now();
+        for i in 0..K {
+            let body = &mut work[i * chunk + 2..(i + 1) * chunk];
+            black_box(opener.open_chunk(body).unwrap());
+        }
+        timed += t.elapsed();
+        n += K as u64;
+    }
+    (n * MAX_CHUNK_PLAINTEXT as u64) as f64 / timed.as_secs_f64()
+}
