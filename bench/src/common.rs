@@ -1,66 +1,11 @@
-//! Shared pieces: the counting allocator, our connection setup, the
-//! results table and its JSON form.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
+//! Shared pieces: the counting allocator and our connection setup (from
+//! crates/tezos-p2p/examples/support, re-exported), the results table and
+//! its JSON form.
 
 use tezos_p2p::scheduler::IoScheduler;
-use tezos_p2p::socket::{authenticate, AcceptOptions, AuthConfig, Connection};
-use tezos_p2p::transport::{BoxStream, Listener, TcpOptions, Transport};
-use tezos_p2p::wire::identity::{Identity, PowStamp, PowTarget, SecretKey};
-use tezos_p2p::wire::message::{OctezMetadata, P2pMessage, RawMessage};
-use tezos_p2p::wire::version::{ChainName, NetworkVersion};
+use tezos_p2p::transport::Listener;
 
-// ---------------------------------------------------------------------------
-// Counting allocator: live bytes, counted only while `COUNTING` is on so that
-// the other benchmarks do not pay for a contended atomic on every allocation.
-
-pub struct Counting;
-
-pub static COUNTING: AtomicBool = AtomicBool::new(false);
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        p
-    }
-}
-
-pub fn live() -> isize {
-    LIVE.load(Ordering::SeqCst)
-}
+pub use crate::support::*;
 
 // ---------------------------------------------------------------------------
 // Machine state.
@@ -73,101 +18,12 @@ pub fn selected(imp: &str) -> bool {
         .is_none_or(|o| o.is_empty() || o.iter().any(|x| x == imp))
 }
 
-pub fn loadavg() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// CPU seconds (user + system) this process has used, from /proc/self/stat.
-pub fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<i64> = after
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // utime and stime (fields 14 and 15; the numeric fields after the
-    // name and the state start at field 4).
-    f.get(10)
-        .zip(f.get(11))
-        .map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
-}
-
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 // ---------------------------------------------------------------------------
 // Our stack, set up as in crates/tezos-p2p/examples/bench_socket.rs.
-
-pub type Conn = Connection<RawMessage, OctezMetadata>;
-
-pub fn identity(seed: u8) -> Arc<Identity> {
-    Arc::new(Identity::from_secret_key(
-        SecretKey([seed; 32]),
-        PowStamp([seed; 24]),
-    ))
-}
-
-pub fn auth_cfg(
-    id: &Arc<Identity>,
-    incoming: bool,
-    remote_addr: SocketAddr,
-) -> AuthConfig<OctezMetadata> {
-    AuthConfig {
-        identity: id.clone(),
-        pow_target: PowTarget::new(0.0).unwrap(),
-        incoming,
-        remote_addr,
-        listening_port: Some(9732),
-        version: NetworkVersion {
-            chain_name: ChainName::from("TEZOS_BENCH"),
-            distributed_db_version: 2,
-            p2p_version: 1,
-        },
-        metadata: OctezMetadata::default(),
-        cancel: CancellationToken::new(),
-        timeout: Some(Duration::from_secs(30)),
-    }
-}
-
-pub fn transport() -> Transport {
-    Transport::Tcp(TcpOptions::octez())
-}
-
-/// Client side of one full session setup: connect, authenticate, accept.
-pub async fn ours_dial(
-    t: &Transport,
-    sched: &IoScheduler,
-    id: &Arc<Identity>,
-    saddr: SocketAddr,
-) -> Result<Conn, String> {
-    let stream = t.connect(saddr).await.map_err(|e| e.to_string())?;
-    let (_, a) = authenticate(stream, sched.register(), auth_cfg(id, false, saddr))
-        .await
-        .map_err(|e| e.to_string())?;
-    a.accept(AcceptOptions::default())
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// Server side of one session setup on an accepted stream.
-pub async fn ours_serve(
-    stream: BoxStream,
-    caddr: SocketAddr,
-    sched: &IoScheduler,
-    id: &Arc<Identity>,
-) -> Result<Conn, String> {
-    let (_, a) = authenticate(stream, sched.register(), auth_cfg(id, true, caddr))
-        .await
-        .map_err(|e| e.to_string())?;
-    a.accept(AcceptOptions::default())
-        .await
-        .map_err(|e| e.to_string())
-}
 
 /// A connected, authenticated, accepted pair (client, server).
 pub async fn ours_pair(sched: &IoScheduler) -> (Conn, Conn) {
@@ -180,13 +36,6 @@ pub async fn ours_pair(sched: &IoScheduler) -> (Conn, Conn) {
         ours_serve(stream, caddr, sched, &sid).await
     });
     (c.unwrap(), s.unwrap())
-}
-
-pub fn raw(body_len: usize) -> P2pMessage<RawMessage> {
-    P2pMessage::Message(RawMessage {
-        tag: 0x10,
-        body: (0..body_len).map(|i| i as u8).collect(),
-    })
 }
 
 // ---------------------------------------------------------------------------

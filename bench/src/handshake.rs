@@ -41,26 +41,7 @@ where
     let start = Instant::now();
     let cpu0 = cpu_secs();
     let deadline = start + Duration::from_secs_f64(secs);
-    let mut clients = Vec::new();
-    for _ in 0..conc {
-        let session = session.clone();
-        clients.push(tokio::spawn(async move {
-            let (mut ok, mut err) = (0u64, 0u64);
-            while Instant::now() < deadline {
-                match session().await {
-                    Ok(()) => ok += 1,
-                    Err(_) => err += 1,
-                }
-            }
-            (ok, err)
-        }));
-    }
-    let (mut ok, mut err) = (0, 0);
-    for c in clients {
-        let (o, e) = c.await.unwrap();
-        ok += o;
-        err += e;
-    }
+    let (ok, err) = run_clients(conc, deadline, session).await;
     let t = start.elapsed().as_secs_f64();
     CORES.store(((cpu_secs() - cpu0) / t * 1000.0) as u64, Ordering::Relaxed);
     (ok, err, t)
@@ -85,33 +66,7 @@ pub async fn ours(conc: usize, secs: f64) -> Run {
     let saddr = listener.local_addr();
     let sched = IoScheduler::new(SchedulerConfig::default());
     let (cid, sid) = (identity(1), identity(2));
-    let server_errors = Arc::new(AtomicU64::new(0));
-    let server = tokio::spawn({
-        let sched = sched.clone();
-        let server_errors = server_errors.clone();
-        async move {
-            loop {
-                let Ok((stream, caddr)) = listener.accept().await else {
-                    server_errors.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let sched = sched.clone();
-                let sid = sid.clone();
-                let server_errors = server_errors.clone();
-                tokio::spawn(async move {
-                    match ours_serve(stream, caddr, &sched, &sid).await {
-                        Ok(c) => {
-                            c.closed().await;
-                            c.close(false).await;
-                        }
-                        Err(_) => {
-                            server_errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-        }
-    });
+    let (server, server_errors) = spawn_handshake_server(listener, sched.clone(), sid);
     let (ok, err, elapsed) = drive(conc, secs, move || {
         let (t, sched, cid) = (t.clone(), sched.clone(), cid.clone());
         async move {

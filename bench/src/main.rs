@@ -17,6 +17,8 @@ mod common;
 mod handshake;
 mod memory;
 mod pow;
+#[path = "../../crates/tezos-p2p/examples/support/mod.rs"]
+mod support;
 mod throughput;
 
 use common::*;
@@ -80,23 +82,6 @@ fn parse() -> Opts {
     o
 }
 
-fn nofile() -> String {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .map(|l| {
-                    l.split_whitespace()
-                        .skip(3)
-                        .take(2)
-                        .collect::<Vec<_>>()
-                        .join("/")
-                })
-        })
-        .unwrap_or_default()
-}
-
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -127,7 +112,7 @@ fn main() {
         o.what,
         cores(),
         cpu_model(),
-        nofile()
+        nofile_limit()
     );
     let mut report = Report::default();
     let all = o.what == "all";

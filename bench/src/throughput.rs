@@ -64,6 +64,32 @@ macro_rules! timed_read {
     }};
 }
 
+/// Writes `$c` in 1 MiB `write_all`s from a task while [`timed_read!`]
+/// reads `$volume` bytes from `$s` in 1 MiB reads; stops the writer and
+/// returns the [`Rate`]. `$c` and `$s` are dropped at the end.
+macro_rules! bulk {
+    ($c:expr, $s:expr, $volume:expr) => {{
+        let (mut c, mut s) = ($c, $s);
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let buf = vec![0x5au8; MIB];
+                while !stop.load(Ordering::Relaxed) {
+                    if c.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut buf = vec![0u8; MIB];
+        let rate = timed_read!($volume, s.read(&mut buf).await.unwrap());
+        stop.store(true, Ordering::Relaxed);
+        writer.abort();
+        rate
+    }};
+}
+
 // ---------------------------------------------------------------------------
 // Ours.
 
@@ -74,27 +100,7 @@ pub async fn ours(body_len: usize, volume: u64, pre_encoded: bool) -> (Rate, f64
     let sched = IoScheduler::new(SchedulerConfig::default());
     let (c, s) = ours_pair(&sched).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn({
-        let c = c.clone();
-        let stop = stop.clone();
-        let msg = raw(body_len);
-        async move {
-            if pre_encoded {
-                let bytes = Conn::encode(&msg).unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    if c.write_encoded(bytes.clone()).await.is_err() {
-                        break;
-                    }
-                }
-            } else {
-                while !stop.load(Ordering::Relaxed) {
-                    if c.write(&msg).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let writer = spawn_writer(c.clone(), raw(body_len), pre_encoded, stop.clone());
     let rate = timed_read!(volume, {
         let (size, m) = s.read().await.unwrap();
         black_box(m);
@@ -122,24 +128,8 @@ async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
 }
 
 pub async fn raw_tcp(volume: u64) -> Rate {
-    let (mut c, mut s) = tcp_pair().await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let buf = vec![0x5au8; MIB];
-            while !stop.load(Ordering::Relaxed) {
-                if c.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let mut buf = vec![0u8; MIB];
-    let rate = timed_read!(volume, s.read(&mut buf).await.unwrap());
-    stop.store(true, Ordering::Relaxed);
-    writer.abort();
-    rate
+    let (c, s) = tcp_pair().await;
+    bulk!(c, s, volume)
 }
 
 // ---------------------------------------------------------------------------
@@ -158,24 +148,8 @@ pub async fn libp2p_noise(volume: u64) -> Rate {
             .unwrap()
             .upgrade_inbound(s.compat(), "/noise")
     );
-    let ((_, mut c), (_, mut s)) = (c.unwrap(), s.unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let buf = vec![0x5au8; MIB];
-            while !stop.load(Ordering::Relaxed) {
-                if c.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let mut buf = vec![0u8; MIB];
-    let rate = timed_read!(volume, s.read(&mut buf).await.unwrap());
-    stop.store(true, Ordering::Relaxed);
-    writer.abort();
-    rate
+    let ((_, c), (_, s)) = (c.unwrap(), s.unwrap());
+    bulk!(c, s, volume)
 }
 
 // ---------------------------------------------------------------------------
@@ -233,25 +207,8 @@ pub async fn libp2p_yamux(volume: u64) -> Rate {
         }
     });
     let (c, s) = tokio::join!(control.open_stream(server_peer, PROTO), incoming.next());
-    let mut c = c.unwrap();
-    let (_, mut s) = s.unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let buf = vec![0x5au8; MIB];
-            while !stop.load(Ordering::Relaxed) {
-                if c.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let mut buf = vec![0u8; MIB];
-    let rate = timed_read!(volume, s.read(&mut buf).await.unwrap());
-    stop.store(true, Ordering::Relaxed);
-    writer.abort();
-    drop(s);
+    let (_, s) = s.unwrap();
+    let rate = bulk!(c.unwrap(), s, volume);
     st.abort();
     ct.abort();
     rate
@@ -277,30 +234,8 @@ pub fn seal_open(volume: u64) -> (f64, f64) {
     }
     let seal = (chunks * MAX_CHUNK_PLAINTEXT as u64) as f64 / start.elapsed().as_secs_f64();
 
-    // Open: 64 chunks sealed once, reopened from a fresh copy each round;
-    // only the `open_chunk` calls are timed.
-    const K: usize = 64;
-    let mut sealer = ChunkCipher::new(key.clone(), Nonce([0; 24]));
-    let mut sealed = Vec::new();
-    for _ in 0..K {
-        sealer.seal_chunk(&plain, &mut sealed).unwrap();
-    }
-    let chunk = MAX_CHUNK_PLAINTEXT + 18;
-    let mut work = sealed.clone();
-    let mut timed = Duration::ZERO;
-    let mut n = 0u64;
-    while n < chunks {
-        work.copy_from_slice(&sealed);
-        let mut opener = ChunkCipher::new(key.clone(), Nonce([0; 24]));
-        let t = Instant::now();
-        for i in 0..K {
-            let body = &mut work[i * chunk + 2..(i + 1) * chunk];
-            black_box(opener.open_chunk(body).unwrap());
-        }
-        timed += t.elapsed();
-        n += K as u64;
-    }
-    let open = (n * MAX_CHUNK_PLAINTEXT as u64) as f64 / timed.as_secs_f64();
+    // Open, `chunks` chunks (rounded up to a multiple of 64).
+    let open = open_rate(&key, &plain, |n| n < chunks);
     (seal, open)
 }
 

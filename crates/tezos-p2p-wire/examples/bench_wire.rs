@@ -11,106 +11,19 @@
 //! "limit" the PoW search is compared with.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use blake2b_simd::many::{hash_many, HashManyJob};
 use tezos_p2p_wire::crypto::{ChunkCipher, Nonce, SessionKey, MAX_CHUNK_PLAINTEXT};
-use tezos_p2p_wire::identity::{generate_stamp, PowSearch, PowTarget, PublicKey, SecretKey};
+use tezos_p2p_wire::identity::SecretKey;
+
+#[path = "support/pow.rs"]
+mod pow;
+use pow::{blake_many, blake_one_lane, pow_search, run_on};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Hashes per second of `generate_stamp` against an unreachable target,
-/// from its own progress reports, cancelled after `secs`.
-fn pow_search(pk: &PublicKey, threads: usize, secs: f64) -> f64 {
-    // Level 256: only an all-zero hash passes.
-    let target = PowTarget::new(256.0).unwrap();
-    let cancel = AtomicBool::new(false);
-    let search = PowSearch {
-        threads,
-        cancel: Some(&cancel),
-        progress_every: Duration::from_millis(100),
-    };
-    let mut first = None;
-    let mut last = None;
-    let found = generate_stamp(pk, &target, &search, |p| {
-        // Skip the ramp-up (thread start) before measuring.
-        if p.elapsed.as_secs_f64() >= 0.3 && first.is_none() {
-            first = Some((p.attempts, p.elapsed));
-        }
-        last = Some((p.attempts, p.elapsed));
-        if p.elapsed.as_secs_f64() >= secs {
-            cancel.store(true, Ordering::Relaxed);
-        }
-    });
-    assert!(found.is_none(), "an unreachable target was reached");
-    let (a0, t0) = first.expect("progress was reported");
-    let (a1, t1) = last.unwrap();
-    (a1 - a0) as f64 / (t1 - t0).as_secs_f64()
-}
-
-/// Runs `f` (which returns how many items it did) on `threads` threads for
-/// `secs` and returns items per second over all of them.
-fn run_on(threads: usize, secs: f64, f: impl Fn() -> u64 + Sync) -> f64 {
-    let start = Instant::now();
-    let total: u64 = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut n = 0u64;
-                    while start.elapsed().as_secs_f64() < secs {
-                        n += f();
-                    }
-                    n
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    total as f64 / start.elapsed().as_secs_f64()
-}
-
-/// One-lane Blake2b-256 of 56-byte inputs (one compression each).
-fn blake_one_lane(pk: &PublicKey) -> u64 {
-    let mut params = blake2b_simd::Params::new();
-    params.hash_length(32);
-    let mut input = [0u8; 56];
-    input[..32].copy_from_slice(&pk.0);
-    const N: u64 = 1 << 16;
-    for i in 0..N {
-        input[48..56].copy_from_slice(&i.to_le_bytes());
-        black_box(params.hash(black_box(&input)));
-    }
-    N
-}
-
-/// `hash_many` over batches of `LANES` 56-byte inputs.
-fn blake_many<const LANES: usize>(pk: &PublicKey) -> u64 {
-    let mut params = blake2b_simd::Params::new();
-    params.hash_length(32);
-    let mut inputs = [[0u8; 56]; LANES];
-    for input in inputs.iter_mut() {
-        input[..32].copy_from_slice(&pk.0);
-    }
-    const ROUNDS: u64 = 1 << 13;
-    let mut ctr = 0u64;
-    for _ in 0..ROUNDS {
-        for input in inputs.iter_mut() {
-            input[48..56].copy_from_slice(&ctr.to_le_bytes());
-            ctr += 1;
-        }
-        let mut jobs: [HashManyJob; LANES] =
-            std::array::from_fn(|i| HashManyJob::new(&params, &inputs[i]));
-        hash_many(jobs.iter_mut());
-        for job in &jobs {
-            black_box(job.to_hash());
-        }
-    }
-    ROUNDS * LANES as u64
 }
 
 fn time_per_iter(secs: f64, mut f: impl FnMut()) -> f64 {

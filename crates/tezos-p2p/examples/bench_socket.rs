@@ -268,34 +268,15 @@ async fn handshakes(conc: usize, secs: f64) -> (u64, u64, f64) {
     let (server, server_errors) = spawn_handshake_server(listener, sched.clone(), sid);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
-    let mut clients = Vec::new();
-    for _ in 0..conc {
-        let t = t.clone();
-        let sched = sched.clone();
-        let cid = cid.clone();
-        clients.push(tokio::spawn(async move {
-            let (mut ok, mut err) = (0u64, 0u64);
-            while Instant::now() < deadline {
-                let r = async {
-                    let c = ours_dial(&t, &sched, &cid, saddr).await?;
-                    c.close(false).await;
-                    Ok::<_, String>(())
-                }
-                .await;
-                match r {
-                    Ok(()) => ok += 1,
-                    Err(_) => err += 1,
-                }
-            }
-            (ok, err)
-        }));
-    }
-    let (mut ok, mut err) = (0, 0);
-    for c in clients {
-        let (o, e) = c.await.unwrap();
-        ok += o;
-        err += e;
-    }
+    let (ok, err) = run_clients(conc, deadline, move || {
+        let (t, sched, cid) = (t.clone(), sched.clone(), cid.clone());
+        async move {
+            let c = ours_dial(&t, &sched, &cid, saddr).await?;
+            c.close(false).await;
+            Ok(())
+        }
+    })
+    .await;
     let elapsed = start.elapsed().as_secs_f64();
     server.abort();
     // Let the server-side tasks see the closes.

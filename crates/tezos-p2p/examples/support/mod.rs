@@ -227,6 +227,36 @@ pub fn spawn_handshake_server(
     (server, server_errors)
 }
 
+/// Runs `conc` client tasks, each calling `session` in a loop until
+/// `deadline`, and returns the sessions that succeeded and failed.
+pub async fn run_clients<F, Fut>(conc: usize, deadline: Instant, session: F) -> (u64, u64)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let mut clients = Vec::new();
+    for _ in 0..conc {
+        let session = session.clone();
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut err) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                match session().await {
+                    Ok(()) => ok += 1,
+                    Err(_) => err += 1,
+                }
+            }
+            (ok, err)
+        }));
+    }
+    let (mut ok, mut err) = (0, 0);
+    for c in clients {
+        let (o, e) = c.await.unwrap();
+        ok += o;
+        err += e;
+    }
+    (ok, err)
+}
+
 // ---------------------------------------------------------------------------
 // Throughput.
 
