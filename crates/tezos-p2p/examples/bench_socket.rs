@@ -218,6 +218,19 @@ async fn throughput(secs: f64) {
         "open_chunk 65 517 B, 1 core                : {:6.3} GiB/s",
         open / GIB
     );
+    let (ceiling, ceiling_cpu) =
+        tokio::task::spawn_blocking(move || pipeline_ceiling(u64::MAX, secs))
+            .await
+            .unwrap();
+    println!(
+        "   (CPU {:.2} core-s per GiB, {:.2} cores busy)",
+        ceiling_cpu / (ceiling / GIB),
+        ceiling_cpu
+    );
+    println!(
+        "ceiling: seal -> TCP -> open, 2 threads    : {:6.3} GiB/s",
+        ceiling / GIB
+    );
     let (big, _) = ours(raw(1 << 20), secs, false).await;
     println!(
         "ours, 1 MiB RawMessage, write/read         : {:6.3} GiB/s",
@@ -235,6 +248,11 @@ async fn throughput(secs: f64) {
         100.0 * big / seal,
         100.0 * big / open,
         100.0 * big / bound
+    );
+    println!(
+        "ratio ceiling : min(TCP, seal, open) {:5.1} %; ours : ceiling {:5.1} %",
+        100.0 * ceiling / bound,
+        100.0 * big / ceiling
     );
     // 94-byte body: 100 bytes on the message layer (4 size + 2 tag + 94).
     let (small_b, small_m) = ours(raw(94), secs, false).await;
@@ -429,6 +447,10 @@ fn main() {
             "memory" => memory().await,
             // Single measurements, for profiling.
             "ours-big" => println!("{:.3} GiB/s", ours(raw(1 << 20), secs, false).await.0 / GIB),
+            "ceiling" => {
+                let (b, cpu) = pipeline_ceiling(u64::MAX, secs);
+                println!("{:.3} GiB/s, {cpu:.2} cores busy", b / GIB)
+            }
             "ours-small" => println!("{:.0} msg/s", ours(raw(94), secs, false).await.1),
             "handshake-1" => println!("{:.0}/s", handshakes(1, secs).await.2),
             "all" => {

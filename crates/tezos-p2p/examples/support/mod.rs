@@ -315,3 +315,78 @@ pub fn open_rate(key: &SessionKey, plain: &[u8], mut more: impl FnMut(u64) -> bo
     }
     (n * MAX_CHUNK_PLAINTEXT as u64) as f64 / timed.as_secs_f64()
 }
+
+/// Plaintext bytes/s of the bare pipeline every implementation needs:
+/// one OS thread seals 65 517-byte chunks and writes them four at a time
+/// (256 KiB) to a blocking loopback TCP socket, another reads (256 KiB at a
+/// time) and opens them in place. No runtime, queues, framing or
+/// scheduler: the practical ceiling of an encrypted connection on this
+/// machine, with the CPU it keeps busy. Runs until `volume` plaintext
+/// bytes or `secs` seconds, whichever comes first.
+pub fn pipeline_ceiling(volume: u64, secs: f64) -> (f64, f64) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut tx = std::net::TcpStream::connect(addr).unwrap();
+    let (mut rx, _) = listener.accept().unwrap();
+    tx.set_nodelay(true).unwrap();
+    let key = SessionKey([7; 32]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = std::thread::spawn({
+        let (key, stop) = (key.clone(), stop.clone());
+        move || {
+            let plain = vec![0x33u8; MAX_CHUNK_PLAINTEXT];
+            let mut cipher = ChunkCipher::new(key, Nonce([0; 24]));
+            let mut out = Vec::with_capacity(4 * (MAX_CHUNK_PLAINTEXT + 18));
+            while !stop.load(Ordering::Relaxed) {
+                out.clear();
+                for _ in 0..4 {
+                    cipher.seal_chunk(&plain, &mut out).unwrap();
+                }
+                if tx.write_all(&out).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut cipher = ChunkCipher::new(key, Nonce([0; 24]));
+    let mut buf = vec![0u8; 256 << 10];
+    let (mut filled, mut opened) = (0usize, 0u64);
+    let mut start = None;
+    let mut cpu0 = 0.0;
+    loop {
+        let n = rx.read(&mut buf[filled..]).unwrap();
+        assert!(n > 0, "sender hung up");
+        filled += n;
+        let mut off = 0;
+        while filled - off >= 2 {
+            let body = usize::from(u16::from_be_bytes([buf[off], buf[off + 1]]));
+            if filled - off < 2 + body {
+                break;
+            }
+            black_box(
+                cipher
+                    .open_chunk(&mut buf[off + 2..off + 2 + body])
+                    .unwrap(),
+            );
+            off += 2 + body;
+            opened += (body - 16) as u64;
+        }
+        buf.copy_within(off..filled, 0);
+        filled -= off;
+        let t0 = *start.get_or_insert_with(|| {
+            cpu0 = cpu_secs();
+            opened = 0;
+            Instant::now()
+        });
+        if opened >= volume || t0.elapsed().as_secs_f64() >= secs {
+            break;
+        }
+    }
+    let t = start.unwrap().elapsed().as_secs_f64();
+    let cpu = (cpu_secs() - cpu0) / t;
+    stop.store(true, Ordering::Relaxed);
+    drop(rx);
+    sender.join().unwrap();
+    (opened as f64 / t, cpu)
+}
