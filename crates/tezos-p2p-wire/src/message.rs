@@ -626,6 +626,25 @@ impl<M: AppMessage> MessageDecoder<M> {
         e
     }
 
+    /// The size on the wire (size field included) of the next message if
+    /// it is whole in the buffer, so a caller can make room before
+    /// [`next`](Self::next) decodes it; `Ok(None)` if more bytes are
+    /// needed; an error for a size field over the limit.
+    pub fn next_size(&mut self) -> Result<Option<usize>, DecodeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let avail = &self.buf[self.pos..];
+        let Some(&[a, b, c, d]) = avail.get(..SIZE_FIELD_LEN) else {
+            return Ok(None);
+        };
+        match check_size_field(u32::from_be_bytes([a, b, c, d]), self.limit) {
+            Ok(total) if avail.len() >= total => Ok(Some(total)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
     /// The next whole message and its size on the wire (size field
     /// included), `Ok(None)` if more bytes are needed, or the decoding
     /// error (size over the limit, unknown tag, bad body…).
@@ -1028,6 +1047,13 @@ mod tests {
         assert!(matches!(d.next(), Ok(Some((10, _)))));
         d.feed(&hex::decode("000000070013").unwrap());
         assert_eq!(
+            d.next_size(),
+            Err(DecodeError::SizeLimitExceeded {
+                size: 11,
+                limit: 10
+            })
+        );
+        assert_eq!(
             d.next(),
             Err(DecodeError::SizeLimitExceeded {
                 size: 11,
@@ -1062,7 +1088,13 @@ mod tests {
             let mut wire = 0;
             for chunk in chunk_pieces(&stream, piece) {
                 d.feed(chunk);
-                while let Some((n, m)) = d.next().unwrap() {
+                loop {
+                    let size = d.next_size().unwrap();
+                    let Some((n, m)) = d.next().unwrap() else {
+                        assert_eq!(size, None);
+                        break;
+                    };
+                    assert_eq!(size, Some(n));
                     wire += n;
                     got.push(m);
                 }

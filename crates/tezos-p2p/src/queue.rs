@@ -1,138 +1,107 @@
 //! A FIFO queue bounded by the byte size of its items (Octez's `Lwt_pipe`
 //! with a size function), used for a connection's read and write queues.
 //!
-//! The bound is a semaphore of byte permits: a push takes the item's size
-//! in permits (waiting while the queue is full) and a pop gives them back.
+//! A queue sits between the application's tasks and the connection's one
+//! driver task, and is embedded in the connection's shared state (no
+//! allocation of its own):
+//!
+//! * the application side is async: [`Queue::push`] waits for room (in
+//!   first-come, first-served order: the room is a semaphore of byte
+//!   permits), [`Queue::pop`] waits for an item;
+//! * the driver side is polled by hand: [`Queue::poll_pop`] and
+//!   [`Queue::poll_room`] + [`Queue::push_reserved`] register the driver's
+//!   waker, which every push, pop and close wakes.
+//!
 //! An item larger than the whole capacity counts as the capacity, so it
 //! can still pass once the queue is empty. An empty queue holds no buffer,
 //! so idle connections cost little.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::pin::pin;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::{Notify, Semaphore, TryAcquireError};
 
-/// The sending side; cheap to clone.
-pub(crate) struct Sender<T> {
-    shared: Arc<Shared<T>>,
-}
-
-/// The receiving side (there is exactly one).
-pub(crate) struct Receiver<T> {
-    shared: Arc<Shared<T>>,
-}
-
-struct Shared<T> {
+/// A queue of at most `capacity` bytes.
+pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
-    permits: Semaphore,
+    /// Free room in bytes.
+    room: Semaphore,
     capacity: u32,
-    /// Wakes the receiver: with one receiver, `notify_one`'s stored permit
-    /// covers a push between its check and its wait.
-    wake: Notify,
+    /// Wakes the application's tasks waiting in [`Queue::pop`] (and
+    /// [`Queue::closed`]).
+    consumers: Notify,
 }
 
 struct State<T> {
     items: VecDeque<(T, u32)>,
     closed: bool,
-    senders: usize,
+    /// The driver task, waiting for an item or for room.
+    driver: Option<Waker>,
 }
 
 /// The queue was closed: nobody will pop (or push) any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Closed;
 
-/// A queue of at most `capacity` bytes.
-pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
-    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            items: VecDeque::new(),
-            closed: false,
-            senders: 1,
-        }),
-        permits: Semaphore::new(capacity as usize),
-        capacity,
-        wake: Notify::new(),
-    });
-    (
-        Sender {
-            shared: shared.clone(),
-        },
-        Receiver { shared },
-    )
-}
+impl<T> Queue<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
+        Queue {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                closed: false,
+                driver: None,
+            }),
+            room: Semaphore::new(capacity as usize),
+            capacity,
+            consumers: Notify::new(),
+        }
+    }
 
-impl<T> Shared<T> {
     fn state(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn cost(&self, size: usize) -> u32 {
+    /// The room an item of `size` bytes takes.
+    pub(crate) fn cost(&self, size: usize) -> u32 {
         size.min(self.capacity as usize).max(1) as u32
     }
 
-    /// Appends an item whose permits were taken.
+    /// Appends an item whose room was taken, and wakes whoever waits.
     fn enqueue(&self, item: T, cost: u32) -> Result<(), Closed> {
         let mut st = self.state();
         if st.closed {
+            drop(st);
+            self.room.add_permits(cost as usize);
             return Err(Closed);
         }
         st.items.push_back((item, cost));
+        let driver = st.driver.take();
         drop(st);
-        self.wake.notify_one();
+        if let Some(w) = driver {
+            w.wake();
+        }
+        self.consumers.notify_waiters();
         Ok(())
     }
 
-    fn close(&self) -> VecDeque<(T, u32)> {
-        let mut st = self.state();
-        st.closed = true;
-        self.permits.close();
-        self.wake.notify_one();
-        std::mem::take(&mut st.items)
-    }
-}
-
-impl<T> Clone for Sender<T> {
-    fn clone(&self) -> Self {
-        self.shared.state().senders += 1;
-        Sender {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        let mut st = self.shared.state();
-        st.senders -= 1;
-        if st.senders == 0 {
-            drop(st);
-            self.shared.wake.notify_one();
-        }
-    }
-}
-
-impl<T> Sender<T> {
     /// Pushes `item` of `size` bytes, waiting for room.
     pub(crate) async fn push(&self, item: T, size: usize) -> Result<(), Closed> {
-        let cost = self.shared.cost(size);
-        let permit = self
-            .shared
-            .permits
-            .acquire_many(cost)
-            .await
-            .map_err(|_| Closed)?;
+        let cost = self.cost(size);
+        let permit = self.room.acquire_many(cost).await.map_err(|_| Closed)?;
         permit.forget();
-        self.shared.enqueue(item, cost)
+        self.enqueue(item, cost)
     }
 
     /// Pushes `item` if there is room now; `Ok(false)` drops it.
     pub(crate) fn try_push(&self, item: T, size: usize) -> Result<bool, Closed> {
-        let cost = self.shared.cost(size);
-        match self.shared.permits.try_acquire_many(cost) {
+        match self.room.try_acquire_many(self.cost(size)) {
             Ok(permit) => {
+                let cost = permit.num_permits() as u32;
                 permit.forget();
-                self.shared.enqueue(item, cost)?;
+                self.enqueue(item, cost)?;
                 Ok(true)
             }
             Err(TryAcquireError::NoPermits) => Ok(false),
@@ -140,160 +109,282 @@ impl<T> Sender<T> {
         }
     }
 
-    /// Pushes `item` whatever the queue holds (for the final error of a
-    /// reader, which must not wait for room). Counts for nothing.
+    /// Pushes `item` whatever the queue holds (for the error that ends a
+    /// connection, which must not wait for room). Counts for nothing.
     pub(crate) fn force_push(&self, item: T) -> Result<(), Closed> {
-        let mut st = self.shared.state();
-        if st.closed {
-            return Err(Closed);
-        }
-        st.items.push_back((item, 0));
-        drop(st);
-        self.shared.wake.notify_one();
-        Ok(())
+        self.enqueue(item, 0)
     }
 
-    /// Closes the queue: pending and later pushes fail, pops drain what
-    /// is left.
-    pub(crate) fn close(&self) {
-        let mut st = self.shared.state();
-        st.closed = true;
-        self.shared.permits.close();
-        drop(st);
-        self.shared.wake.notify_one();
-    }
-}
-
-impl<T> Receiver<T> {
-    /// Pops the oldest item, waiting for one; `None` once the queue is
-    /// closed and drained, or every sender is gone.
-    pub(crate) async fn pop(&mut self) -> Option<T> {
-        loop {
-            match self.try_take() {
-                Ok(item) => return item,
-                Err(()) => self.shared.wake.notified().await,
+    /// The driver's push, first step: takes room for `cost` bytes
+    /// ([`Queue::cost`]), or registers the driver's waker for when a pop
+    /// makes room.
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>, cost: u32) -> Poll<Result<(), Closed>> {
+        // Under the lock, so that a pop cannot give room back between the
+        // failed try and the registration.
+        let mut st = self.state();
+        match self.room.try_acquire_many(cost) {
+            Ok(permit) => {
+                permit.forget();
+                Poll::Ready(Ok(()))
+            }
+            Err(TryAcquireError::Closed) => Poll::Ready(Err(Closed)),
+            Err(TryAcquireError::NoPermits) => {
+                register(&mut st.driver, cx);
+                Poll::Pending
             }
         }
     }
 
-    /// Whether no item is queued now.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.shared.state().items.is_empty()
+    /// The driver's push, second step: appends an item whose room
+    /// [`Queue::poll_room`] took.
+    pub(crate) fn push_reserved(&self, item: T, cost: u32) -> Result<(), Closed> {
+        self.enqueue(item, cost)
     }
 
-    /// Pops the oldest item if there is one.
-    pub(crate) fn try_pop(&mut self) -> Option<T> {
-        self.try_take().ok().flatten()
-    }
-
-    /// `Ok(Some)` an item, `Ok(None)` the end, `Err` nothing yet.
-    fn try_take(&mut self) -> Result<Option<T>, ()> {
-        let mut st = self.shared.state();
+    /// `Ok(Some)` an item, `Ok(None)` the end, `Err` nothing yet; with
+    /// `driver`, registers its waker when there is nothing yet.
+    fn take(&self, driver: Option<&mut Context<'_>>) -> Result<Option<T>, ()> {
+        let mut st = self.state();
         if let Some((item, cost)) = st.items.pop_front() {
             if st.items.is_empty() && st.items.capacity() > 16 {
                 // Give a burst's memory back.
                 st.items = VecDeque::new();
             }
+            // Room is given back under the lock: see `poll_room`.
+            self.room.add_permits(cost as usize);
+            let waiting = st.driver.take();
             drop(st);
-            self.shared.permits.add_permits(cost as usize);
+            if let Some(w) = waiting {
+                w.wake();
+            }
             return Ok(Some(item));
         }
-        if st.closed || st.senders == 0 {
+        if st.closed {
             return Ok(None);
+        }
+        if let Some(cx) = driver {
+            register(&mut st.driver, cx);
         }
         Err(())
     }
 
-    /// Takes every item left, once closed.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> {
-        self.shared.close().into_iter().map(|(item, _)| item)
+    /// Pops the oldest item, waiting for one; `None` once the queue is
+    /// closed and drained.
+    pub(crate) async fn pop(&self) -> Option<T> {
+        loop {
+            let mut notified = pin!(self.consumers.notified());
+            notified.as_mut().enable();
+            if let Ok(item) = self.take(None) {
+                return item;
+            }
+            notified.await;
+        }
+    }
+
+    /// The driver's pop: the oldest item, `None` once closed and drained.
+    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match self.take(Some(cx)) {
+            Ok(item) => Poll::Ready(item),
+            Err(()) => Poll::Pending,
+        }
+    }
+
+    /// Pops the oldest item if there is one.
+    pub(crate) fn try_pop(&self) -> Option<T> {
+        self.take(None).ok().flatten()
+    }
+
+    /// Closes the queue: pending and later pushes fail, pops drain what
+    /// is left and then end.
+    pub(crate) fn close(&self) {
+        let mut st = self.state();
+        st.closed = true;
+        self.room.close();
+        let driver = st.driver.take();
+        drop(st);
+        if let Some(w) = driver {
+            w.wake();
+        }
+        self.consumers.notify_waiters();
+    }
+
+    /// Closes the queue and takes every item left.
+    pub(crate) fn close_and_take(&self) -> VecDeque<(T, u32)> {
+        self.close();
+        std::mem::take(&mut self.state().items)
+    }
+
+    /// Waits until `done()` holds; `done` is checked again after every
+    /// change of the queue, so whatever sets it must then call
+    /// [`Queue::close`] or push.
+    pub(crate) async fn wait_until(&self, done: impl Fn() -> bool) {
+        loop {
+            let mut notified = pin!(self.consumers.notified());
+            notified.as_mut().enable();
+            if done() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
-impl<T> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        drop(self.shared.close());
+/// Keeps `cx`'s waker in `slot`.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::poll_fn;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn push_waits_for_room_in_bytes() {
-        let (tx, mut rx) = bounded::<u32>(10);
-        tx.push(1, 6).await.unwrap();
-        assert_eq!(tx.try_push(2, 6), Ok(false));
-        assert_eq!(tx.try_push(3, 4), Ok(true));
-        let tx2 = tx.clone();
-        let pending = tokio::spawn(async move { tx2.push(4, 5).await });
+        let q = Arc::new(Queue::<u32>::new(10));
+        q.push(1, 6).await.unwrap();
+        assert_eq!(q.try_push(2, 6), Ok(false));
+        assert_eq!(q.try_push(3, 4), Ok(true));
+        let q2 = q.clone();
+        let pending = tokio::spawn(async move { q2.push(4, 5).await });
         tokio::task::yield_now().await;
         assert!(!pending.is_finished());
-        assert_eq!(rx.pop().await, Some(1));
+        assert_eq!(q.pop().await, Some(1));
         pending.await.unwrap().unwrap();
-        assert_eq!(rx.pop().await, Some(3));
-        assert_eq!(rx.pop().await, Some(4));
+        assert_eq!(q.pop().await, Some(3));
+        assert_eq!(q.pop().await, Some(4));
     }
 
     #[tokio::test]
     async fn an_item_larger_than_the_queue_passes_alone() {
-        let (tx, mut rx) = bounded::<u32>(10);
-        tx.push(1, 1000).await.unwrap();
-        assert_eq!(tx.try_push(2, 1), Ok(false));
-        assert_eq!(rx.pop().await, Some(1));
-        assert_eq!(tx.try_push(2, 1), Ok(true));
+        let q = Queue::<u32>::new(10);
+        q.push(1, 1000).await.unwrap();
+        assert_eq!(q.try_push(2, 1), Ok(false));
+        assert_eq!(q.pop().await, Some(1));
+        assert_eq!(q.try_push(2, 1), Ok(true));
     }
 
     #[tokio::test]
     async fn close_fails_pushes_and_drains_pops() {
-        let (tx, mut rx) = bounded::<u32>(10);
-        tx.push(1, 10).await.unwrap();
-        let tx2 = tx.clone();
-        let pending = tokio::spawn(async move { tx2.push(2, 1).await });
+        let q = Arc::new(Queue::<u32>::new(10));
+        q.push(1, 10).await.unwrap();
+        let q2 = q.clone();
+        let pending = tokio::spawn(async move { q2.push(2, 1).await });
         tokio::task::yield_now().await;
-        tx.close();
+        q.close();
         assert_eq!(pending.await.unwrap(), Err(Closed));
-        assert_eq!(tx.try_push(3, 1), Err(Closed));
-        assert_eq!(rx.pop().await, Some(1));
-        assert_eq!(rx.pop().await, None);
+        assert_eq!(q.try_push(3, 1), Err(Closed));
+        assert_eq!(q.force_push(3), Err(Closed));
+        assert_eq!(q.pop().await, Some(1));
+        assert_eq!(q.pop().await, None);
     }
 
     #[tokio::test]
-    async fn close_wakes_a_waiting_receiver() {
-        let (tx, mut rx) = bounded::<u32>(10);
-        let waiting = tokio::spawn(async move { rx.pop().await });
+    async fn close_wakes_waiting_consumers() {
+        let q = Arc::new(Queue::<u32>::new(10));
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move { q.pop().await })
+            })
+            .collect();
         tokio::task::yield_now().await;
-        tx.close();
-        assert_eq!(waiting.await.unwrap(), None);
+        q.close();
+        for w in waiting {
+            assert_eq!(w.await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
-    async fn last_sender_gone_ends_the_receiver_after_draining() {
-        let (tx, mut rx) = bounded::<u32>(10);
-        tx.force_push(7).unwrap();
-        let waiting = tokio::spawn(async move { (rx.pop().await, rx.pop().await) });
-        drop(tx);
-        assert_eq!(waiting.await.unwrap(), (Some(7), None));
+    async fn every_item_reaches_one_of_several_consumers() {
+        let q = Arc::new(Queue::<u32>::new(1 << 20));
+        let consumers: Vec<_> = (0..4)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    while let Some(i) = q.pop().await {
+                        got.push(i);
+                    }
+                    got
+                })
+            })
+            .collect();
+        for i in 0..1000 {
+            q.push(i, 1).await.unwrap();
+            if i % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        q.close();
+        let mut all = Vec::new();
+        for c in consumers {
+            let got = c.await.unwrap();
+            // Each consumer sees its items in queue order.
+            assert!(got.windows(2).all(|w| w[0] < w[1]));
+            all.extend(got);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
     }
 
     #[tokio::test]
-    async fn dropping_the_receiver_closes_the_queue() {
-        let (tx, rx) = bounded::<u32>(10);
-        drop(rx);
-        assert_eq!(tx.try_push(1, 1), Err(Closed));
-        assert_eq!(tx.push(1, 1).await, Err(Closed));
+    async fn the_driver_is_woken_by_a_push_and_by_close() {
+        let q = Arc::new(Queue::<u32>::new(10));
+        let q2 = q.clone();
+        let driver = tokio::spawn(async move {
+            let first = poll_fn(|cx| q2.poll_pop(cx)).await;
+            let second = poll_fn(|cx| q2.poll_pop(cx)).await;
+            (first, second)
+        });
+        tokio::task::yield_now().await;
+        q.push(5, 1).await.unwrap();
+        tokio::task::yield_now().await;
+        q.close();
+        assert_eq!(driver.await.unwrap(), (Some(5), None));
+    }
+
+    #[tokio::test]
+    async fn the_driver_waits_for_room_until_a_pop() {
+        let q = Arc::new(Queue::<u32>::new(10));
+        q.push(1, 8).await.unwrap();
+        let q2 = q.clone();
+        let driver = tokio::spawn(async move {
+            let cost = q2.cost(5);
+            poll_fn(|cx| q2.poll_room(cx, cost)).await.unwrap();
+            q2.push_reserved(2, cost).unwrap();
+        });
+        tokio::task::yield_now().await;
+        assert!(!driver.is_finished());
+        assert_eq!(q.pop().await, Some(1));
+        driver.await.unwrap();
+        assert_eq!(q.pop().await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_forced_push_ignores_the_bound() {
+        let q = Queue::<u32>::new(1);
+        q.push(1, 1).await.unwrap();
+        q.force_push(2).unwrap();
+        q.close();
+        assert_eq!(q.pop().await, Some(1));
+        assert_eq!(q.pop().await, Some(2));
+        assert_eq!(q.pop().await, None);
     }
 
     #[tokio::test]
     async fn an_empty_queue_gives_its_buffer_back() {
-        let (tx, mut rx) = bounded::<u32>(1 << 20);
+        let q = Queue::<u32>::new(1 << 20);
         for i in 0..100 {
-            tx.push(i, 1).await.unwrap();
+            q.push(i, 1).await.unwrap();
         }
         for _ in 0..100 {
-            rx.pop().await.unwrap();
+            q.pop().await.unwrap();
         }
-        assert_eq!(rx.shared.state().items.capacity(), 0);
+        assert_eq!(q.state().items.capacity(), 0);
     }
 }

@@ -263,18 +263,24 @@ impl Queues {
     }
 }
 
-/// A reservation's place in the queues; leaving it (a cancelled
-/// reservation) gives the turn to the next in line.
+/// A reservation's place in a lane's queues, kept between polls of
+/// [`ConnectionIo::poll_reserve_read`] / [`ConnectionIo::poll_reserve_write`].
+/// A ticket that is given up must be handed to
+/// [`ConnectionIo::forget_read`] / [`ConnectionIo::forget_write`], which give
+/// the turn to the next in line.
+#[derive(Debug, Default)]
+pub struct Ticket(Option<u64>);
+
+/// A ticket that leaves the queues when dropped (a cancelled
+/// reservation), which gives the turn to the next in line.
 struct Place<'a> {
     lane: &'a Lane,
-    ticket: Option<u64>,
+    ticket: Ticket,
 }
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.lane.queues().remove(ticket);
-        }
+        self.lane.forget(&mut self.ticket);
     }
 }
 
@@ -334,32 +340,46 @@ impl Lane {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits for the turn and positive quotas, then returns the grant.
-    /// `uncapped` is the grant when there is no cap.
-    async fn reserve(
+    /// Waits for the turn and positive quotas, then returns the grant
+    /// (`want` when there is no cap, else at most a quantum).
+    async fn reserve(&self, side: &Arc<ConnSide>, closed: &AtomicBool, want: usize) -> usize {
+        let mut place = Place {
+            lane: self,
+            ticket: Ticket::default(),
+        };
+        std::future::poll_fn(|cx| self.poll_reserve(&mut place.ticket, side, closed, want, cx))
+            .await
+    }
+
+    /// The poll form of [`Lane::reserve`]: `ticket` keeps the place in
+    /// the queues between polls (see [`Lane::forget`]).
+    fn poll_reserve(
         &self,
+        ticket: &mut Ticket,
         side: &Arc<ConnSide>,
         closed: &AtomicBool,
         want: usize,
-        uncapped: usize,
-    ) -> usize {
+        cx: &mut Context<'_>,
+    ) -> Poll<usize> {
         if want == 0 {
-            return 0;
+            return Poll::Ready(0);
         }
-        if self.max_speed.is_none() || closed.load(Ordering::Acquire) {
-            return uncapped;
+        if self.max_speed.is_none() || (ticket.0.is_none() && closed.load(Ordering::Acquire)) {
+            return Poll::Ready(want);
         }
-        let grant = want.min(self.quantum);
-        let mut place = Place {
-            lane: self,
-            ticket: None,
-        };
-        std::future::poll_fn(|cx| self.poll_turn(&mut place, side, closed, grant, cx)).await
+        self.poll_turn(ticket, side, closed, want.min(self.quantum), cx)
+    }
+
+    /// Leaves the queues, if `ticket` holds a place there.
+    fn forget(&self, ticket: &mut Ticket) {
+        if let Some(ticket) = ticket.0.take() {
+            self.queues().remove(ticket);
+        }
     }
 
     fn poll_turn(
         &self,
-        place: &mut Place<'_>,
+        place: &mut Ticket,
         side: &Arc<ConnSide>,
         closed: &AtomicBool,
         grant: usize,
@@ -367,12 +387,12 @@ impl Lane {
     ) -> Poll<usize> {
         let mut queues = self.queues();
         if closed.load(Ordering::Acquire) {
-            if let Some(ticket) = place.ticket.take() {
+            if let Some(ticket) = place.0.take() {
                 queues.remove(ticket);
             }
             return Poll::Ready(grant);
         }
-        let ticket = match place.ticket {
+        let ticket = match place.0 {
             Some(ticket) => ticket,
             None => {
                 let ticket = queues.next_ticket;
@@ -388,7 +408,7 @@ impl Lane {
                 } else {
                     queues.low.push_back(waiter);
                 }
-                place.ticket = Some(ticket);
+                place.0 = Some(ticket);
                 ticket
             }
         };
@@ -402,7 +422,7 @@ impl Lane {
             } else {
                 queues.low.pop_front();
             }
-            place.ticket = None;
+            place.0 = None;
             self.charge(side, grant as u64, from_high);
             // The next in line may be served from what is left.
             queues.wake_head();
@@ -790,7 +810,7 @@ impl ConnectionIo {
     pub async fn reserve_read(&self, want: usize) -> usize {
         self.inner
             .read
-            .reserve(&self.counters.read, &self.inner.closed, want, want)
+            .reserve(&self.counters.read, &self.inner.closed, want)
             .await
     }
 
@@ -801,8 +821,44 @@ impl ConnectionIo {
     pub async fn reserve_write(&self, want: usize) -> usize {
         self.inner
             .write
-            .reserve(&self.counters.write, &self.inner.closed, want, want)
+            .reserve(&self.counters.write, &self.inner.closed, want)
             .await
+    }
+
+    /// The poll form of [`ConnectionIo::reserve_read`], for a task that
+    /// drives its IO by hand: `ticket` keeps its place in the queues between
+    /// polls.
+    pub fn poll_reserve_read(
+        &self,
+        cx: &mut Context<'_>,
+        ticket: &mut Ticket,
+        want: usize,
+    ) -> Poll<usize> {
+        self.inner
+            .read
+            .poll_reserve(ticket, &self.counters.read, &self.inner.closed, want, cx)
+    }
+
+    /// The poll form of [`ConnectionIo::reserve_write`].
+    pub fn poll_reserve_write(
+        &self,
+        cx: &mut Context<'_>,
+        ticket: &mut Ticket,
+        want: usize,
+    ) -> Poll<usize> {
+        self.inner
+            .write
+            .poll_reserve(ticket, &self.counters.write, &self.inner.closed, want, cx)
+    }
+
+    /// Gives up a read reservation under way.
+    pub fn forget_read(&self, ticket: &mut Ticket) {
+        self.inner.read.forget(ticket);
+    }
+
+    /// Gives up a write reservation under way.
+    pub fn forget_write(&self, ticket: &mut Ticket) {
+        self.inner.write.forget(ticket);
     }
 
     /// Records `n` bytes actually read (charged to the download quota).

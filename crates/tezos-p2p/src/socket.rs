@@ -4,26 +4,33 @@
 //! [`authenticate`] runs the first two steps of the handshake (connection
 //! messages, metadata) by driving the wire crate's state machine; the
 //! caller then decides with [`AuthenticatedConnection::accept`] or
-//! [`AuthenticatedConnection::nack`]. An accepted [`Connection`] owns two
-//! tasks: a reader that opens chunks, cuts messages out of the decrypted
-//! stream and pushes them into a read queue bounded in bytes (so a slow
-//! application pushes back down to TCP), and a writer that pops encoded
-//! messages, seals them into chunks and writes them. Both tasks go
-//! through the [`IoScheduler`](crate::scheduler::IoScheduler) for
-//! bandwidth limits and statistics, and end with the connection.
+//! [`AuthenticatedConnection::nack`]. An accepted [`Connection`] is run by
+//! one task, a hand-polled state machine with two sides: the read side
+//! opens chunks, cuts messages out of the decrypted stream and pushes them
+//! into a read queue bounded in bytes (so a slow application pushes back
+//! down to TCP); the write side pops encoded messages, seals them into
+//! chunks and writes them. Both go through the
+//! [`IoScheduler`](crate::scheduler::IoScheduler) for bandwidth limits and
+//! statistics. Nothing but the state machine lives across a wait, and an
+//! idle connection holds no buffer, so it costs about a kilobyte.
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{oneshot, Mutex};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, Instrument};
+use tokio_util::io::poll_read_buf;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tracing::debug;
 
 use tezos_p2p_wire::crypto::{
     self, chunk_body_len, ChunkCipher, CryptoError, InvalidChunksSize, HEADER_LEN,
@@ -37,8 +44,8 @@ use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::rejection::Motive;
 use tezos_p2p_wire::version::NetworkVersion;
 
-use crate::queue;
-use crate::scheduler::{ConnectionIo, Stat};
+use crate::queue::Queue;
+use crate::scheduler::{ConnectionIo, Stat, Ticket};
 use crate::transport::BoxStream;
 
 /// Errors of the socket layer, named after Octez's `P2p_errors`.
@@ -515,7 +522,7 @@ impl<M: ConnMeta> AuthenticatedConnection<M> {
             .map_err(|e| SocketError::from_handshake(e, remote))?;
         Ok(Connection::<A, M>::start(
             self.stream,
-            Arc::new(self.io),
+            self.io,
             session.sender,
             session.receiver,
             self.pending,
@@ -537,30 +544,50 @@ struct WriteItem {
 /// which closes when the last clone is dropped or [`close`](Self::close)
 /// is called.
 pub struct Connection<A, M> {
-    inner: Arc<Inner<A, M>>,
+    shared: Arc<Shared<A, M>>,
+}
+
+/// What the handles and the driver task share.
+struct Shared<A, M> {
+    info: ConnectionInfo<M>,
+    io: ConnectionIo,
+    write_q: Queue<WriteItem>,
+    read_q: Queue<ReadItem<A>>,
+    max_message_size: usize,
+    /// The connection's cancellation (the pool's, usually).
+    cancel: CancellationToken,
+    /// Set by the driver when it has ended and dropped the socket.
+    closed: AtomicBool,
+    /// Live [`Connection`] handles: the last one to go stops the driver.
+    handles: AtomicUsize,
+    driver: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<A, M> Shared<A, M> {
+    fn take_driver(&self) -> Option<JoinHandle<()>> {
+        self.driver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl<A, M> Clone for Connection<A, M> {
     fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Self {
-            inner: Arc::clone(&self.inner),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
 
-struct Inner<A, M> {
-    info: ConnectionInfo<M>,
-    io: Arc<ConnectionIo>,
-    write_tx: queue::Sender<WriteItem>,
-    read_rx: Mutex<queue::Receiver<ReadItem<A>>>,
-    cancel: CancellationToken,
-    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
-    max_message_size: usize,
-}
-
-impl<A, M> Drop for Inner<A, M> {
+impl<A, M> Drop for Connection<A, M> {
     fn drop(&mut self) {
-        self.cancel.cancel();
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(driver) = self.shared.take_driver() {
+                driver.abort();
+            }
+        }
     }
 }
 
@@ -572,10 +599,10 @@ impl<A, M: fmt::Debug> fmt::Debug for Connection<A, M> {
 
 impl<A, M> fmt::Display for Connection<A, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (ip, port) = self.inner.info.id_point;
+        let (ip, port) = self.shared.info.id_point;
         match port {
-            Some(p) => write!(f, "{}@{}", self.inner.info.peer_id, Point::new(ip, p)),
-            None => write!(f, "{}@{}", self.inner.info.peer_id, ip),
+            Some(p) => write!(f, "{}@{}", self.shared.info.peer_id, Point::new(ip, p)),
+            None => write!(f, "{}@{}", self.shared.info.peer_id, ip),
         }
     }
 }
@@ -584,7 +611,7 @@ impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
     #[allow(clippy::too_many_arguments)]
     fn start(
         stream: BoxStream,
-        io: Arc<ConnectionIo>,
+        io: ConnectionIo,
         sender: ChunkCipher,
         receiver: ChunkCipher,
         pending: Vec<u8>,
@@ -592,38 +619,45 @@ impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
         piece: usize,
         opts: AcceptOptions,
     ) -> Self {
-        let (rd, wr) = tokio::io::split(stream);
-        let (read_tx, read_rx) = queue::bounded(opts.incoming_message_queue_size);
-        let (write_tx, write_rx) = queue::bounded(opts.outgoing_message_queue_size);
-        let cancel = opts.cancel.child_token();
-        let span = tracing::debug_span!("conn", peer = %info.peer_id, addr = %info.id_point.0);
-        let decoder = MessageDecoder::with_max_message_size(opts.max_message_size);
-        let reader = tokio::spawn(
-            reader_loop(
-                rd,
-                io.clone(),
-                receiver,
-                decoder,
-                read_tx,
-                pending,
-                cancel.clone(),
-            )
-            .instrument(span.clone()),
-        );
-        let writer = tokio::spawn(
-            writer_loop(wr, io.clone(), sender, write_rx, piece, cancel.clone()).instrument(span),
-        );
-        Connection {
-            inner: Arc::new(Inner {
-                info,
-                io,
-                write_tx,
-                read_rx: Mutex::new(read_rx),
-                cancel,
-                tasks: std::sync::Mutex::new(vec![reader, writer]),
-                max_message_size: opts.max_message_size,
-            }),
-        }
+        let read_size = io.read_buffer_size().max(HEADER_LEN);
+        let shared = Arc::new(Shared {
+            info,
+            io,
+            write_q: Queue::new(opts.outgoing_message_queue_size),
+            read_q: Queue::new(opts.incoming_message_queue_size),
+            max_message_size: opts.max_message_size,
+            cancel: opts.cancel.clone(),
+            closed: AtomicBool::new(false),
+            handles: AtomicUsize::new(1),
+            driver: std::sync::Mutex::new(None),
+        });
+        let driver = Driver {
+            shared: shared.clone(),
+            cancelled: Box::pin(opts.cancel.cancelled_owned()),
+            stream: Some(stream),
+            read: ReadSide {
+                cipher: receiver,
+                decoder: MessageDecoder::with_max_message_size(opts.max_message_size),
+                buf: pending,
+                pos: 0,
+                size: read_size,
+                grant: 0,
+                ticket: Ticket::default(),
+            },
+            write: WriteSide {
+                cipher: sender,
+                piece,
+                out: Vec::new(),
+                written: 0,
+                item: None,
+                done: Vec::new(),
+                grant: 0,
+                ticket: Ticket::default(),
+            },
+        };
+        let handle = tokio::spawn(driver);
+        *shared.driver.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Connection { shared }
     }
 }
 
@@ -641,10 +675,10 @@ impl<A: AppMessage, M> Connection<A, M> {
     }
 
     fn check_size(&self, bytes: &Bytes) -> Result<(), SocketError> {
-        if bytes.len() > self.inner.max_message_size {
+        if bytes.len() > self.shared.max_message_size {
             return Err(SocketError::Encoding(EncodeError::SizeLimitExceeded {
                 size: bytes.len(),
-                limit: self.inner.max_message_size,
+                limit: self.shared.max_message_size,
             }));
         }
         Ok(())
@@ -659,8 +693,8 @@ impl<A: AppMessage, M> Connection<A, M> {
     pub async fn write_encoded(&self, bytes: Bytes) -> Result<(), SocketError> {
         self.check_size(&bytes)?;
         let size = bytes.len();
-        self.inner
-            .write_tx
+        self.shared
+            .write_q
             .push(WriteItem { bytes, done: None }, size)
             .await
             .map_err(|_| SocketError::ConnectionClosed)
@@ -675,8 +709,8 @@ impl<A: AppMessage, M> Connection<A, M> {
     pub fn write_encoded_now(&self, bytes: Bytes) -> Result<bool, SocketError> {
         self.check_size(&bytes)?;
         let size = bytes.len();
-        self.inner
-            .write_tx
+        self.shared
+            .write_q
             .try_push(WriteItem { bytes, done: None }, size)
             .map_err(|_| SocketError::ConnectionClosed)
     }
@@ -687,8 +721,8 @@ impl<A: AppMessage, M> Connection<A, M> {
         self.check_size(&bytes)?;
         let (tx, rx) = oneshot::channel();
         let size = bytes.len();
-        self.inner
-            .write_tx
+        self.shared
+            .write_q
             .push(
                 WriteItem {
                     bytes,
@@ -705,237 +739,406 @@ impl<A: AppMessage, M> Connection<A, M> {
     /// with the error that ended the connection, then with
     /// [`SocketError::ConnectionClosed`].
     pub async fn read(&self) -> Result<(usize, P2pMessage<A>), SocketError> {
-        let mut rx = self.inner.read_rx.lock().await;
-        rx.pop().await.unwrap_or(Err(SocketError::ConnectionClosed))
+        self.shared
+            .read_q
+            .pop()
+            .await
+            .unwrap_or(Err(SocketError::ConnectionClosed))
     }
 
     /// The next message if one is queued.
     pub fn read_now(&self) -> Option<Result<(usize, P2pMessage<A>), SocketError>> {
-        let mut rx = self.inner.read_rx.try_lock().ok()?;
-        rx.try_pop()
+        self.shared.read_q.try_pop()
     }
 }
 
 impl<A, M> Connection<A, M> {
     /// Whether both handles share the same underlying connection.
     pub fn equal(&self, other: &Connection<A, M>) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// What is known of the peer.
     pub fn info(&self) -> &ConnectionInfo<M> {
-        &self.inner.info
+        &self.shared.info
     }
 
     /// Our metadata.
     pub fn local_metadata(&self) -> &M {
-        &self.inner.info.local_metadata
+        &self.shared.info.local_metadata
     }
 
     /// The peer's metadata.
     pub fn remote_metadata(&self) -> &M {
-        &self.inner.info.remote_metadata
+        &self.shared.info.remote_metadata
     }
 
     /// Whether the peer runs in private mode.
     pub fn private_node(&self) -> bool {
-        self.inner.info.private_node
+        self.shared.info.private_node
     }
 
     /// Bandwidth statistics of this connection.
     pub fn stat(&self) -> Stat {
-        self.inner.io.stat()
+        self.shared.io.stat()
     }
 
-    /// Whether the connection has ended (closed here or by the peer).
+    /// Whether the connection has ended or is ending (closed here, by the
+    /// peer, or cancelled).
     pub fn is_closed(&self) -> bool {
-        self.inner.cancel.is_cancelled()
+        self.shared.closed.load(Ordering::Acquire) || self.shared.cancel.is_cancelled()
     }
 
-    /// Resolves when the connection has ended.
+    /// Resolves when the connection has ended and its socket is closed.
     pub async fn closed(&self) {
-        self.inner.cancel.cancelled().await
+        let shared = &self.shared;
+        shared
+            .read_q
+            .wait_until(|| shared.closed.load(Ordering::Acquire))
+            .await
     }
 
     /// Closes the connection. With `flush`, what is queued is written
-    /// first; then both tasks and the socket end. Returns once they have.
+    /// first; then the driver task and the socket end. Returns once they
+    /// have.
     pub async fn close(&self, flush: bool) {
         if flush {
-            self.inner.write_tx.close();
-            let writer = self
-                .inner
-                .tasks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop();
-            // The writer ends once the queue is drained; the reader is the
-            // other task.
-            if let Some(w) = writer {
-                let _ = w.await;
-            }
+            // The driver drains the queue, shuts the socket down and ends.
+            self.shared.write_q.close();
         }
-        self.inner.cancel.cancel();
-        let tasks: Vec<_> =
-            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in tasks {
-            let _ = t.await;
+        match self.shared.take_driver() {
+            Some(driver) => {
+                if !flush {
+                    driver.abort();
+                }
+                let _ = driver.await;
+            }
+            // Another close is under way, or the last handle is gone.
+            None => self.closed().await,
         }
     }
 }
 
-async fn reader_loop<A: AppMessage>(
-    rd: ReadHalf<BoxStream>,
-    io: Arc<ConnectionIo>,
+/// How many sealed bytes the write side gathers before one write call, so
+/// the kernel gets data while the rest is sealed.
+const BATCH: usize = 64 << 10;
+
+/// The most work the driver does in one poll before it yields to the
+/// other tasks of its worker (each step moves at most a batch or a read).
+const STEPS_PER_POLL: usize = 64;
+
+/// The task that runs a connection: both sides of a hand-polled state
+/// machine, so that nothing but this struct lives across a wait.
+struct Driver<A: AppMessage, M> {
+    shared: Arc<Shared<A, M>>,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Dropped as soon as the connection ends.
+    stream: Option<BoxStream>,
+    read: ReadSide<A>,
+    write: WriteSide,
+}
+
+struct ReadSide<A> {
     cipher: ChunkCipher,
     decoder: MessageDecoder<A>,
-    tx: queue::Sender<ReadItem<A>>,
-    pending: Vec<u8>,
-    cancel: CancellationToken,
-) {
-    let err = tokio::select! {
-        biased;
-        _ = cancel.cancelled() => SocketError::ConnectionClosed,
-        Err(e) = read_messages(rd, &io, cipher, decoder, &tx, pending) => e,
-    };
-    debug!(error = %err, "reader ends");
-    let _ = tx.force_push(Err(err));
-    cancel.cancel();
+    /// Bytes read and not yet opened start at `pos`; an idle connection
+    /// has no buffer.
+    buf: Vec<u8>,
+    pos: usize,
+    /// The usual read size (`read_buffer_size`).
+    size: usize,
+    /// Bytes the scheduler granted for the next read (0: none yet).
+    grant: usize,
+    ticket: Ticket,
 }
 
-/// Reads chunks, opens them and pushes the messages cut out of the
-/// decrypted stream, until an error.
-async fn read_messages<A: AppMessage>(
-    mut rd: ReadHalf<BoxStream>,
-    io: &ConnectionIo,
-    mut cipher: ChunkCipher,
-    mut decoder: MessageDecoder<A>,
-    tx: &queue::Sender<ReadItem<A>>,
-    mut buf: Vec<u8>,
-) -> Result<std::convert::Infallible, SocketError> {
-    let read_size = io.read_buffer_size().max(HEADER_LEN);
-    loop {
-        let mut off = 0;
-        while buf.len() - off >= HEADER_LEN {
-            let body =
-                chunk_body_len([buf[off], buf[off + 1]]).map_err(SocketError::from_crypto)?;
-            if buf.len() - off < HEADER_LEN + body {
-                break;
-            }
-            let start = off + HEADER_LEN;
-            let pt = cipher
-                .open_chunk(&mut buf[start..start + body])
-                .map_err(SocketError::from_crypto)?;
-            decoder.feed(pt);
-            off = start + body;
-            while let Some((size, msg)) = decoder.next().map_err(SocketError::Decoding)? {
-                tx.push(Ok((size, msg)), size)
-                    .await
-                    .map_err(|_| SocketError::ConnectionClosed)?;
-            }
+struct WriteSide {
+    cipher: ChunkCipher,
+    /// Plaintext bytes per chunk.
+    piece: usize,
+    /// Sealed chunks, written up to `written`; no buffer when idle.
+    out: Vec<u8>,
+    written: usize,
+    /// The message being sealed and how much of it is.
+    item: Option<(WriteItem, usize)>,
+    /// `write_sync` callers whose messages are all in `out`.
+    done: Vec<oneshot::Sender<Result<(), SocketError>>>,
+    grant: usize,
+    ticket: Ticket,
+}
+
+/// What one step of a side did.
+enum Step {
+    /// Moved on: there may be more to do at once.
+    Progress,
+    /// Waits for a wake-up (registered).
+    Blocked,
+}
+
+impl<A: AppMessage, M> Future for Driver<A, M> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.cancelled.as_mut().poll(cx).is_ready() {
+            this.finish(Some(SocketError::ConnectionClosed));
+            return Poll::Ready(());
         }
-        buf.drain(..off);
-        if buf.is_empty() && buf.capacity() > 0 {
-            // A busy connection keeps its buffer while data is there at
-            // once; one that would wait gives it back, so idle connections
-            // hold no read buffer.
-            let ready = tokio::select! {
-                biased;
-                r = read_scheduled(&mut rd, io, &mut buf, read_size) => Some(r),
-                () = std::future::ready(()) => None,
-            };
-            match ready {
-                Some(r) => {
-                    r?;
-                    continue;
+        let Some(stream) = this.stream.as_mut() else {
+            return Poll::Ready(());
+        };
+        let io = &this.shared.io;
+        for _ in 0..STEPS_PER_POLL {
+            let wrote = match this.write.step(cx, stream, io, &this.shared.write_q) {
+                Ok(Some(step)) => step,
+                Ok(None) => {
+                    // A flushing close is done.
+                    this.finish(None);
+                    return Poll::Ready(());
                 }
-                None => buf = Vec::new(),
+                Err(e) => {
+                    this.finish(Some(e));
+                    return Poll::Ready(());
+                }
+            };
+            match this.read.step(cx, stream, io, &this.shared.read_q) {
+                Ok(Step::Blocked) if matches!(wrote, Step::Blocked) => return Poll::Pending,
+                Ok(_) => {}
+                Err(e) => {
+                    this.finish(Some(e));
+                    return Poll::Ready(());
+                }
             }
         }
-        // Read at least the rest of the chunk under way, so a large chunk
-        // takes one read rather than several.
-        let rest_of_chunk = match buf.get(..HEADER_LEN) {
-            Some(&[a, b]) => {
-                (HEADER_LEN + usize::from(u16::from_be_bytes([a, b]))).saturating_sub(buf.len())
+        // Busy: let the worker's other tasks run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl<A: AppMessage, M> Driver<A, M> {
+    /// Ends the connection, once: with `error`, what is pending fails and
+    /// the reader gets the error; without (a flushing close), it is done.
+    fn finish(&mut self, error: Option<SocketError>) {
+        if self.stream.take().is_none() {
+            return;
+        }
+        let shared = &self.shared;
+        shared.io.forget_read(&mut self.read.ticket);
+        shared.io.forget_write(&mut self.write.ticket);
+        let failed = error.clone().unwrap_or(SocketError::ConnectionClosed);
+        for d in self.write.done.drain(..) {
+            let _ = d.send(Err(failed.clone()));
+        }
+        let unsent = self.write.item.take().into_iter().map(|(item, _)| item);
+        let queued = shared.write_q.close_and_take().into_iter().map(|(i, _)| i);
+        for item in unsent.chain(queued) {
+            if let Some(d) = item.done {
+                let _ = d.send(Err(SocketError::ConnectionClosed));
             }
+        }
+        if let Some(e) = error {
+            debug!(peer = %shared.info.peer_id, error = %e, "connection ends");
+            let _ = shared.read_q.force_push(Err(e));
+        }
+        shared.closed.store(true, Ordering::Release);
+        shared.read_q.close();
+        self.read.buf = Vec::new();
+        self.write.out = Vec::new();
+    }
+}
+
+impl<A: AppMessage, M> Drop for Driver<A, M> {
+    fn drop(&mut self) {
+        // Aborted (closed without flushing, or the last handle dropped) or
+        // dropped with the runtime.
+        self.finish(Some(SocketError::ConnectionClosed));
+    }
+}
+
+impl WriteSide {
+    /// Writes what is sealed, or seals more. `Ok(None)`: the queue is
+    /// closed and drained and the socket shut down (a flushing close).
+    fn step(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut BoxStream,
+        io: &ConnectionIo,
+        queue: &Queue<WriteItem>,
+    ) -> Result<Option<Step>, SocketError> {
+        if self.written < self.out.len() {
+            let want = self.out.len() - self.written;
+            if self.grant == 0 {
+                match io.poll_reserve_write(cx, &mut self.ticket, want) {
+                    Poll::Ready(n) => self.grant = n.clamp(1, want),
+                    Poll::Pending => return Ok(Some(Step::Blocked)),
+                }
+            }
+            let to = self.written + self.grant.min(want);
+            let n = match Pin::new(&mut *stream).poll_write(cx, &self.out[self.written..to]) {
+                Poll::Ready(r) => r.map_err(SocketError::from_io)?,
+                Poll::Pending => return Ok(Some(Step::Blocked)),
+            };
+            if n == 0 {
+                return Err(SocketError::ConnectionClosed);
+            }
+            io.record_write(n);
+            self.grant = 0;
+            self.written += n;
+            return Ok(Some(Step::Progress));
+        }
+        if !self.out.is_empty() || !self.done.is_empty() {
+            // All written: make sure it left, then tell `write_sync`.
+            match Pin::new(&mut *stream).poll_flush(cx) {
+                Poll::Ready(r) => r.map_err(SocketError::from_io)?,
+                Poll::Pending => return Ok(Some(Step::Blocked)),
+            }
+            self.out.clear();
+            self.written = 0;
+            for d in self.done.drain(..) {
+                let _ = d.send(Ok(()));
+            }
+        }
+        if self.item.is_none() {
+            match queue.poll_pop(cx) {
+                Poll::Ready(Some(item)) => self.item = Some((item, 0)),
+                Poll::Ready(None) => {
+                    return match Pin::new(&mut *stream).poll_shutdown(cx) {
+                        Poll::Ready(_) => Ok(None),
+                        Poll::Pending => Ok(Some(Step::Blocked)),
+                    };
+                }
+                Poll::Pending => {
+                    // Idle connections keep no write buffer.
+                    self.out = Vec::new();
+                    return Ok(Some(Step::Blocked));
+                }
+            }
+        }
+        // Seal a batch, gathering the messages queued meanwhile.
+        while self.out.len() < BATCH {
+            let Some((item, at)) = &mut self.item else {
+                match queue.try_pop() {
+                    Some(item) => {
+                        self.item = Some((item, 0));
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            let bytes = &item.bytes;
+            if *at < bytes.len() {
+                let end = bytes.len().min(*at + self.piece);
+                self.cipher
+                    .seal_chunk(&bytes[*at..end], &mut self.out)
+                    .map_err(SocketError::from_crypto)?;
+                *at = end;
+            }
+            if *at == bytes.len() {
+                if let Some((item, _)) = self.item.take() {
+                    self.done.extend(item.done);
+                }
+            }
+        }
+        Ok(Some(Step::Progress))
+    }
+}
+
+impl<A: AppMessage> ReadSide<A> {
+    /// Hands a decoded message to the read queue, opens a chunk, or
+    /// reads.
+    fn step(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut BoxStream,
+        io: &ConnectionIo,
+        queue: &Queue<ReadItem<A>>,
+    ) -> Result<Step, SocketError> {
+        // 1. A whole message: into the read queue once there is room (a
+        //    full queue stops the reading: back-pressure down to TCP).
+        if let Some(size) = self.decoder.next_size().map_err(SocketError::Decoding)? {
+            let cost = queue.cost(size);
+            match queue.poll_room(cx, cost) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Err(SocketError::ConnectionClosed),
+                Poll::Pending => return Ok(Step::Blocked),
+            }
+            // `next_size` saw the whole message: `None` cannot happen.
+            let msg = self
+                .decoder
+                .next()
+                .map_err(SocketError::Decoding)?
+                .ok_or(SocketError::Decoding(DecodeError::NotEnoughData))?;
+            queue
+                .push_reserved(Ok(msg), cost)
+                .map_err(|_| SocketError::ConnectionClosed)?;
+            return Ok(Step::Progress);
+        }
+        // 2. A whole chunk: open it.
+        let avail = &mut self.buf[self.pos..];
+        if let Some(&[a, b]) = avail.get(..HEADER_LEN) {
+            let body = chunk_body_len([a, b]).map_err(SocketError::from_crypto)?;
+            if let Some(chunk) = avail.get_mut(HEADER_LEN..HEADER_LEN + body) {
+                let pt = self
+                    .cipher
+                    .open_chunk(chunk)
+                    .map_err(SocketError::from_crypto)?;
+                self.decoder.feed(pt);
+                self.pos += HEADER_LEN + body;
+                return Ok(Step::Progress);
+            }
+        }
+        // 3. Read: at least the rest of the chunk under way, so a large
+        //    chunk takes one read rather than several.
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+        let rest_of_chunk = match self.buf.get(..HEADER_LEN) {
+            Some(&[a, b]) => (HEADER_LEN + usize::from(u16::from_be_bytes([a, b])))
+                .saturating_sub(self.buf.len()),
             _ => 0,
         };
-        read_scheduled(&mut rd, io, &mut buf, read_size.max(rest_of_chunk)).await?;
-    }
-}
-
-async fn writer_loop(
-    mut wr: WriteHalf<BoxStream>,
-    io: Arc<ConnectionIo>,
-    mut cipher: ChunkCipher,
-    mut rx: queue::Receiver<WriteItem>,
-    piece: usize,
-    cancel: CancellationToken,
-) {
-    /// How many sealed bytes the writer gathers before one write call.
-    const BATCH: usize = 64 << 10;
-    /// How many bytes one round writes before it reports to `write_sync`
-    /// waiters.
-    const ROUND: usize = 1 << 20;
-    let mut out = Vec::new();
-    let mut waiters = Vec::new();
-    let run = async {
-        loop {
-            let Some(item) = rx.pop().await else {
-                // Closed and drained: a flushing close.
-                let _ = wr.shutdown().await;
-                return Ok(());
-            };
-            // Seal and write in batches of about BATCH bytes, so the
-            // kernel gets data while we seal the rest; gather small
-            // messages queued meanwhile, up to a round's worth.
-            let mut next = Some(item);
-            let mut round = 0;
-            while let Some(item) = next.take() {
-                for p in item.bytes.chunks(piece) {
-                    cipher
-                        .seal_chunk(p, &mut out)
-                        .map_err(SocketError::from_crypto)?;
-                    if out.len() >= BATCH {
-                        write_scheduled(&mut wr, &io, &out).await?;
-                        round += out.len();
-                        out.clear();
+        let want = if self.buf.capacity() == 0 {
+            IDLE_READ
+        } else {
+            self.size.max(rest_of_chunk)
+        };
+        if self.grant == 0 {
+            match io.poll_reserve_read(cx, &mut self.ticket, want) {
+                Poll::Ready(n) => self.grant = n.clamp(1, want),
+                Poll::Pending => return Ok(Step::Blocked),
+            }
+        }
+        let want = self.grant.min(want);
+        let read = if self.buf.capacity() == 0 {
+            let mut small = [0u8; IDLE_READ];
+            let mut rb = ReadBuf::new(&mut small[..want]);
+            match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                Poll::Ready(r) => r.map(|()| {
+                    self.buf.extend_from_slice(rb.filled());
+                    rb.filled().len()
+                }),
+                Poll::Pending => return Ok(Step::Blocked),
+            }
+        } else {
+            self.buf.reserve(want);
+            match poll_read_buf(Pin::new(&mut *stream), cx, &mut (&mut self.buf).limit(want)) {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    if self.buf.is_empty() {
+                        // Nothing under way: an idle connection holds no
+                        // read buffer.
+                        self.buf = Vec::new();
                     }
-                }
-                waiters.extend(item.done);
-                if round < ROUND {
-                    next = rx.try_pop();
+                    return Ok(Step::Blocked);
                 }
             }
-            if !out.is_empty() {
-                write_scheduled(&mut wr, &io, &out).await?;
-            }
-            wr.flush().await.map_err(SocketError::from_io)?;
-            if rx.is_empty() {
-                // Idle connections keep no write buffer.
-                out = Vec::new();
-            } else {
-                out.clear();
-            }
-            for w in waiters.drain(..) {
-                let _ = w.send(Ok(()));
-            }
+        };
+        let n = read.map_err(SocketError::from_io)?;
+        if n == 0 {
+            return Err(SocketError::ConnectionClosed);
         }
-    };
-    let res: Result<(), SocketError> = tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(SocketError::ConnectionClosed),
-        r = run => r,
-    };
-    if let Err(e) = &res {
-        debug!(error = %e, "writer ends");
-        for w in waiters.drain(..) {
-            let _ = w.send(Err(e.clone()));
-        }
-        cancel.cancel();
-    }
-    for item in rx.drain() {
-        if let Some(d) = item.done {
-            let _ = d.send(Err(SocketError::ConnectionClosed));
-        }
+        io.record_read(n);
+        self.grant = 0;
+        Ok(Step::Progress)
     }
 }
