@@ -263,6 +263,31 @@ impl ChunkCipher {
     /// Appends the framed chunk `u16 len || MAC || ciphertext` of
     /// `plaintext` to `out`, then moves the nonce on.
     pub fn seal_chunk(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.key.seal_chunk(&mut self.nonce, plaintext, out)
+    }
+
+    /// Opens a chunk body (`MAC || ciphertext`, without the length header)
+    /// in place and returns the plaintext, which is a sub-slice of `body`.
+    /// The nonce moves on even on failure, as in Octez (a failure is fatal).
+    pub fn open_chunk<'b>(&mut self, body: &'b mut [u8]) -> Result<&'b mut [u8], CryptoError> {
+        self.key.open_chunk(&mut self.nonce, body)
+    }
+
+    /// The key and the nonce of the next chunk, for a caller that keeps
+    /// both directions' nonces next to one copy of the (shared) key.
+    pub fn into_parts(self) -> (SessionKey, Nonce) {
+        (self.key, self.nonce)
+    }
+}
+
+impl SessionKey {
+    /// [`ChunkCipher::seal_chunk`] with the nonce kept by the caller.
+    pub fn seal_chunk(
+        &self,
+        nonce: &mut Nonce,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         if plaintext.len() > MAX_CHUNK_PLAINTEXT {
             return Err(CryptoError::InvalidMessageSize(plaintext.len()));
         }
@@ -270,7 +295,7 @@ impl ChunkCipher {
         let n = plaintext.len();
         out.reserve(CHUNK_OVERHEAD + n);
         out.extend_from_slice(&((TAG_LEN + n) as u16).to_be_bytes());
-        let nonce = self.nonce.fetch_increment();
+        let nonce = nonce.fetch_increment();
         let tag_at = out.len();
         let spare = out.spare_capacity_mut();
         // SAFETY: `spare` has room for TAG_LEN + n bytes (reserved above);
@@ -285,25 +310,27 @@ impl ChunkCipher {
                 plaintext.as_ptr(),
                 n as u64,
                 nonce.0.as_ptr(),
-                self.key.0.as_ptr(),
+                self.0.as_ptr(),
             );
             out.set_len(tag_at + TAG_LEN + n);
         }
         Ok(())
     }
 
-    /// Opens a chunk body (`MAC || ciphertext`, without the length header)
-    /// in place and returns the plaintext, which is a sub-slice of `body`.
-    /// The nonce moves on even on failure, as in Octez (a failure is fatal).
-    pub fn open_chunk<'b>(&mut self, body: &'b mut [u8]) -> Result<&'b mut [u8], CryptoError> {
+    /// [`ChunkCipher::open_chunk`] with the nonce kept by the caller.
+    pub fn open_chunk<'b>(
+        &self,
+        nonce: &mut Nonce,
+        body: &'b mut [u8],
+    ) -> Result<&'b mut [u8], CryptoError> {
         if body.len() < TAG_LEN {
             return Err(CryptoError::InvalidIncomingCiphertextSize(body.len()));
         }
-        let nonce = self.nonce.fetch_increment();
+        let nonce = nonce.fetch_increment();
         let (tag, ct) = body.split_at_mut(TAG_LEN);
         let mut t = [0u8; TAG_LEN];
         t.copy_from_slice(tag);
-        self.key.open_in_place(&nonce, &t, ct)?;
+        self.open_in_place(&nonce, &t, ct)?;
         Ok(ct)
     }
 }

@@ -473,7 +473,7 @@ where
                 incoming_message_queue_size: inner.limits.incoming_message_queue_size,
                 outgoing_message_queue_size: inner.limits.outgoing_message_queue_size,
                 binary_chunks_size: inner.limits.binary_chunks_size,
-                cancel: inner.cancel.child_token(),
+                cancel: Some(inner.cancel.clone()),
                 ..AcceptOptions::default()
             };
             let admission = Admission {

@@ -5,9 +5,10 @@
 //! driver task, and is embedded in the connection's shared state (no
 //! allocation of its own):
 //!
-//! * the application side is async: [`Queue::push`] waits for room (in
-//!   first-come, first-served order: the room is a semaphore of byte
-//!   permits), [`Queue::pop`] waits for an item;
+//! * the application side is async: [`Queue::push`] waits for room,
+//!   [`Queue::pop`] waits for an item; both wait on one [`Notify`] that
+//!   every change wakes, and check again (as `Lwt_pipe`'s waiters do, so
+//!   room that frees up goes to whichever waiting pusher it fits);
 //! * the driver side is polled by hand: [`Queue::poll_pop`] and
 //!   [`Queue::poll_room`] + [`Queue::push_reserved`] register the driver's
 //!   waker, which every push, pop and close wakes.
@@ -21,21 +22,22 @@ use std::pin::pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 
 /// A queue of at most `capacity` bytes.
 pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
-    /// Free room in bytes.
-    room: Semaphore,
     capacity: u32,
-    /// Wakes the application's tasks waiting in [`Queue::pop`] (and
-    /// [`Queue::closed`]).
-    consumers: Notify,
+    /// Wakes the application's tasks waiting in [`Queue::push`],
+    /// [`Queue::pop`] or [`Queue::wait_until`].
+    waiters: Notify,
 }
 
 struct State<T> {
     items: VecDeque<(T, u32)>,
+    /// Bytes taken (by queued items, and by room reserved with
+    /// [`Queue::poll_room`]).
+    used: u32,
     closed: bool,
     /// The driver task, waiting for an item or for room.
     driver: Option<Waker>,
@@ -47,16 +49,15 @@ pub(crate) struct Closed;
 
 impl<T> Queue<T> {
     pub(crate) fn new(capacity: usize) -> Self {
-        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
         Queue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                used: 0,
                 closed: false,
                 driver: None,
             }),
-            room: Semaphore::new(capacity as usize),
-            capacity,
-            consumers: Notify::new(),
+            capacity: capacity.clamp(1, u32::MAX as usize) as u32,
+            waiters: Notify::new(),
         }
     }
 
@@ -69,76 +70,87 @@ impl<T> Queue<T> {
         size.min(self.capacity as usize).max(1) as u32
     }
 
-    /// Appends an item whose room was taken, and wakes whoever waits.
-    fn enqueue(&self, item: T, cost: u32) -> Result<(), Closed> {
-        let mut st = self.state();
-        if st.closed {
-            drop(st);
-            self.room.add_permits(cost as usize);
-            return Err(Closed);
-        }
-        st.items.push_back((item, cost));
+    fn fits(&self, st: &State<T>, cost: u32) -> bool {
+        u64::from(st.used) + u64::from(cost) <= u64::from(self.capacity)
+    }
+
+    /// Wakes the driver and the application's waiters after a change.
+    fn changed(&self, mut st: MutexGuard<'_, State<T>>) {
         let driver = st.driver.take();
         drop(st);
         if let Some(w) = driver {
             w.wake();
         }
-        self.consumers.notify_waiters();
-        Ok(())
+        self.waiters.notify_waiters();
+    }
+
+    /// Appends `item` if `cost` bytes fit (always with `force`):
+    /// `Ok(Err(item))` gives it back when they do not.
+    fn try_enqueue(&self, item: T, cost: u32, force: bool) -> Result<Result<(), T>, Closed> {
+        let mut st = self.state();
+        if st.closed {
+            return Err(Closed);
+        }
+        if !force && !self.fits(&st, cost) {
+            return Ok(Err(item));
+        }
+        st.used += cost;
+        st.items.push_back((item, cost));
+        self.changed(st);
+        Ok(Ok(()))
     }
 
     /// Pushes `item` of `size` bytes, waiting for room.
-    pub(crate) async fn push(&self, item: T, size: usize) -> Result<(), Closed> {
+    pub(crate) async fn push(&self, mut item: T, size: usize) -> Result<(), Closed> {
         let cost = self.cost(size);
-        let permit = self.room.acquire_many(cost).await.map_err(|_| Closed)?;
-        permit.forget();
-        self.enqueue(item, cost)
+        loop {
+            let mut notified = pin!(self.waiters.notified());
+            notified.as_mut().enable();
+            match self.try_enqueue(item, cost, false)? {
+                Ok(()) => return Ok(()),
+                Err(back) => item = back,
+            }
+            notified.await;
+        }
     }
 
     /// Pushes `item` if there is room now; `Ok(false)` drops it.
     pub(crate) fn try_push(&self, item: T, size: usize) -> Result<bool, Closed> {
-        match self.room.try_acquire_many(self.cost(size)) {
-            Ok(permit) => {
-                let cost = permit.num_permits() as u32;
-                permit.forget();
-                self.enqueue(item, cost)?;
-                Ok(true)
-            }
-            Err(TryAcquireError::NoPermits) => Ok(false),
-            Err(TryAcquireError::Closed) => Err(Closed),
-        }
+        Ok(self.try_enqueue(item, self.cost(size), false)?.is_ok())
     }
 
     /// Pushes `item` whatever the queue holds (for the error that ends a
     /// connection, which must not wait for room). Counts for nothing.
     pub(crate) fn force_push(&self, item: T) -> Result<(), Closed> {
-        self.enqueue(item, 0)
+        self.try_enqueue(item, 0, true)?.map_err(|_| Closed)
     }
 
     /// The driver's push, first step: takes room for `cost` bytes
     /// ([`Queue::cost`]), or registers the driver's waker for when a pop
     /// makes room.
     pub(crate) fn poll_room(&self, cx: &mut Context<'_>, cost: u32) -> Poll<Result<(), Closed>> {
-        // Under the lock, so that a pop cannot give room back between the
-        // failed try and the registration.
         let mut st = self.state();
-        match self.room.try_acquire_many(cost) {
-            Ok(permit) => {
-                permit.forget();
-                Poll::Ready(Ok(()))
-            }
-            Err(TryAcquireError::Closed) => Poll::Ready(Err(Closed)),
-            Err(TryAcquireError::NoPermits) => {
-                register(&mut st.driver, cx);
-                Poll::Pending
-            }
+        if st.closed {
+            return Poll::Ready(Err(Closed));
         }
+        if !self.fits(&st, cost) {
+            register(&mut st.driver, cx);
+            return Poll::Pending;
+        }
+        st.used += cost;
+        Poll::Ready(Ok(()))
     }
 
     /// The driver's push, second step: appends an item whose room
     /// [`Queue::poll_room`] took.
     pub(crate) fn push_reserved(&self, item: T, cost: u32) -> Result<(), Closed> {
-        self.enqueue(item, cost)
+        let mut st = self.state();
+        if st.closed {
+            return Err(Closed);
+        }
+        st.items.push_back((item, cost));
+        self.changed(st);
+        Ok(())
     }
 
     /// `Ok(Some)` an item, `Ok(None)` the end, `Err` nothing yet; with
@@ -150,13 +162,8 @@ impl<T> Queue<T> {
                 // Give a burst's memory back.
                 st.items = VecDeque::new();
             }
-            // Room is given back under the lock: see `poll_room`.
-            self.room.add_permits(cost as usize);
-            let waiting = st.driver.take();
-            drop(st);
-            if let Some(w) = waiting {
-                w.wake();
-            }
+            st.used -= cost;
+            self.changed(st);
             return Ok(Some(item));
         }
         if st.closed {
@@ -172,7 +179,7 @@ impl<T> Queue<T> {
     /// closed and drained.
     pub(crate) async fn pop(&self) -> Option<T> {
         loop {
-            let mut notified = pin!(self.consumers.notified());
+            let mut notified = pin!(self.waiters.notified());
             notified.as_mut().enable();
             if let Ok(item) = self.take(None) {
                 return item;
@@ -199,27 +206,23 @@ impl<T> Queue<T> {
     pub(crate) fn close(&self) {
         let mut st = self.state();
         st.closed = true;
-        self.room.close();
-        let driver = st.driver.take();
-        drop(st);
-        if let Some(w) = driver {
-            w.wake();
-        }
-        self.consumers.notify_waiters();
+        self.changed(st);
     }
 
     /// Closes the queue and takes every item left.
     pub(crate) fn close_and_take(&self) -> VecDeque<(T, u32)> {
         self.close();
-        std::mem::take(&mut self.state().items)
+        let mut st = self.state();
+        st.used = 0;
+        std::mem::take(&mut st.items)
     }
 
     /// Waits until `done()` holds; `done` is checked again after every
-    /// change of the queue, so whatever sets it must then call
-    /// [`Queue::close`] or push.
+    /// change of the queue, so whatever sets it must then change the queue
+    /// (close it, push or pop).
     pub(crate) async fn wait_until(&self, done: impl Fn() -> bool) {
         loop {
-            let mut notified = pin!(self.consumers.notified());
+            let mut notified = pin!(self.waiters.notified());
             notified.as_mut().enable();
             if done() {
                 return;
@@ -257,6 +260,7 @@ mod tests {
         pending.await.unwrap().unwrap();
         assert_eq!(q.pop().await, Some(3));
         assert_eq!(q.pop().await, Some(4));
+        assert_eq!(q.state().used, 0);
     }
 
     #[tokio::test]

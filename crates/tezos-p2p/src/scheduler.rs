@@ -49,6 +49,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -194,8 +195,16 @@ impl Counter {
 /// One reservation waiting in a [`Lane`]'s queues.
 struct Waiter {
     ticket: u64,
-    side: Arc<ConnSide>,
+    /// The waiting connection and the lane's direction.
+    conn: Arc<ConnCounters>,
+    write: bool,
     waker: Option<Waker>,
+}
+
+impl Waiter {
+    fn side(&self) -> &ConnSide {
+        self.conn.side(self.write)
+    }
 }
 
 /// Octez's `high` and `low` queues (§5.1): waiting reservations whose
@@ -254,7 +263,7 @@ impl Queues {
     fn promote(&mut self) {
         let low = std::mem::take(&mut self.low);
         for w in low {
-            if w.side.quota.load(Ordering::Acquire) > 0 {
+            if w.side().quota.load(Ordering::Acquire) > 0 {
                 self.high.push_back(w);
             } else {
                 self.low.push_back(w);
@@ -269,7 +278,7 @@ impl Queues {
 /// [`ConnectionIo::forget_read`] / [`ConnectionIo::forget_write`], which give
 /// the turn to the next in line.
 #[derive(Debug, Default)]
-pub struct Ticket(Option<u64>);
+pub struct Ticket(Option<NonZeroU64>);
 
 /// A ticket that leaves the queues when dropped (a cancelled
 /// reservation), which gives the turn to the next in line.
@@ -312,10 +321,12 @@ struct Lane {
     quantum: usize,
     /// The waiting reservations (only with a cap).
     queues: Mutex<Queues>,
+    /// Upload (else download).
+    write: bool,
 }
 
 impl Lane {
-    fn new(max_speed: Option<u64>, read_buffer_size: usize) -> Self {
+    fn new(write: bool, max_speed: Option<u64>, read_buffer_size: usize) -> Self {
         let max_speed = max_speed.filter(|&speed| speed > 0);
         let tenth = max_speed.map_or(1, |speed| (speed / SUBTICKS_PER_REFRESH).max(1));
         let quantum = match max_speed {
@@ -332,6 +343,7 @@ impl Lane {
             step,
             quantum,
             queues: Mutex::new(Queues::default()),
+            write,
         }
     }
 
@@ -342,12 +354,12 @@ impl Lane {
 
     /// Waits for the turn and positive quotas, then returns the grant
     /// (`want` when there is no cap, else at most a quantum).
-    async fn reserve(&self, side: &Arc<ConnSide>, closed: &AtomicBool, want: usize) -> usize {
+    async fn reserve(&self, conn: &Arc<ConnCounters>, closed: &AtomicBool, want: usize) -> usize {
         let mut place = Place {
             lane: self,
             ticket: Ticket::default(),
         };
-        std::future::poll_fn(|cx| self.poll_reserve(&mut place.ticket, side, closed, want, cx))
+        std::future::poll_fn(|cx| self.poll_reserve(&mut place.ticket, conn, closed, want, cx))
             .await
     }
 
@@ -356,7 +368,7 @@ impl Lane {
     fn poll_reserve(
         &self,
         ticket: &mut Ticket,
-        side: &Arc<ConnSide>,
+        conn: &Arc<ConnCounters>,
         closed: &AtomicBool,
         want: usize,
         cx: &mut Context<'_>,
@@ -367,39 +379,42 @@ impl Lane {
         if self.max_speed.is_none() || (ticket.0.is_none() && closed.load(Ordering::Acquire)) {
             return Poll::Ready(want);
         }
-        self.poll_turn(ticket, side, closed, want.min(self.quantum), cx)
+        self.poll_turn(ticket, conn, closed, want.min(self.quantum), cx)
     }
 
     /// Leaves the queues, if `ticket` holds a place there.
     fn forget(&self, ticket: &mut Ticket) {
         if let Some(ticket) = ticket.0.take() {
-            self.queues().remove(ticket);
+            self.queues().remove(ticket.get());
         }
     }
 
     fn poll_turn(
         &self,
         place: &mut Ticket,
-        side: &Arc<ConnSide>,
+        conn: &Arc<ConnCounters>,
         closed: &AtomicBool,
         grant: usize,
         cx: &mut Context<'_>,
     ) -> Poll<usize> {
+        let side = conn.side(self.write);
         let mut queues = self.queues();
         if closed.load(Ordering::Acquire) {
             if let Some(ticket) = place.0.take() {
-                queues.remove(ticket);
+                queues.remove(ticket.get());
             }
             return Poll::Ready(grant);
         }
         let ticket = match place.0 {
-            Some(ticket) => ticket,
+            Some(ticket) => ticket.get(),
             None => {
-                let ticket = queues.next_ticket;
+                // Tickets start at 1, so that a `Ticket` fits in a word.
                 queues.next_ticket += 1;
+                let ticket = queues.next_ticket;
                 let waiter = Waiter {
                     ticket,
-                    side: Arc::clone(side),
+                    conn: Arc::clone(conn),
+                    write: self.write,
                     waker: None,
                 };
                 // §5.2: `high` if the connection has quota left, else `low`.
@@ -408,7 +423,7 @@ impl Lane {
                 } else {
                     queues.low.push_back(waiter);
                 }
-                place.0 = Some(ticket);
+                place.0 = NonZeroU64::new(ticket);
                 ticket
             }
         };
@@ -567,11 +582,19 @@ impl ConnSide {
 /// Per-connection state, shared by the [`ConnectionIo`] and the ticker.
 #[derive(Default)]
 struct ConnCounters {
-    read: Arc<ConnSide>,
-    write: Arc<ConnSide>,
+    read: ConnSide,
+    write: ConnSide,
 }
 
 impl ConnCounters {
+    fn side(&self, write: bool) -> &ConnSide {
+        if write {
+            &self.write
+        } else {
+            &self.read
+        }
+    }
+
     fn stat(&self) -> Stat {
         Stat {
             total_sent: self.write.counter.total(),
@@ -691,8 +714,8 @@ impl IoScheduler {
     pub fn new(cfg: SchedulerConfig) -> Self {
         let read_buffer_size = cfg.read_buffer_size.max(1);
         let inner = Arc::new(Inner {
-            read: Lane::new(cfg.max_download_speed, read_buffer_size),
-            write: Lane::new(cfg.max_upload_speed, read_buffer_size),
+            read: Lane::new(false, cfg.max_download_speed, read_buffer_size),
+            write: Lane::new(true, cfg.max_upload_speed, read_buffer_size),
             read_buffer_size,
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
@@ -810,7 +833,7 @@ impl ConnectionIo {
     pub async fn reserve_read(&self, want: usize) -> usize {
         self.inner
             .read
-            .reserve(&self.counters.read, &self.inner.closed, want)
+            .reserve(&self.counters, &self.inner.closed, want)
             .await
     }
 
@@ -821,7 +844,7 @@ impl ConnectionIo {
     pub async fn reserve_write(&self, want: usize) -> usize {
         self.inner
             .write
-            .reserve(&self.counters.write, &self.inner.closed, want)
+            .reserve(&self.counters, &self.inner.closed, want)
             .await
     }
 
@@ -836,7 +859,7 @@ impl ConnectionIo {
     ) -> Poll<usize> {
         self.inner
             .read
-            .poll_reserve(ticket, &self.counters.read, &self.inner.closed, want, cx)
+            .poll_reserve(ticket, &self.counters, &self.inner.closed, want, cx)
     }
 
     /// The poll form of [`ConnectionIo::reserve_write`].
@@ -848,7 +871,7 @@ impl ConnectionIo {
     ) -> Poll<usize> {
         self.inner
             .write
-            .poll_reserve(ticket, &self.counters.write, &self.inner.closed, want, cx)
+            .poll_reserve(ticket, &self.counters, &self.inner.closed, want, cx)
     }
 
     /// Gives up a read reservation under way.

@@ -33,8 +33,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::debug;
 
 use tezos_p2p_wire::crypto::{
-    self, chunk_body_len, ChunkCipher, CryptoError, InvalidChunksSize, HEADER_LEN,
-    MAX_CHUNK_PLAINTEXT,
+    self, chunk_body_len, ChunkCipher, CryptoError, InvalidChunksSize, Nonce, SessionKey,
+    HEADER_LEN, MAX_CHUNK_PLAINTEXT,
 };
 use tezos_p2p_wire::encoding::{DecodeError, EncodeError};
 use tezos_p2p_wire::handshake::{Handshake, HandshakeConfig, HandshakeError, Status};
@@ -208,7 +208,7 @@ pub struct AuthConfig<M> {
 
 /// Runs `fut` unless cancelled or out of time.
 async fn guarded<T>(
-    cancel: &CancellationToken,
+    cancel: Option<&CancellationToken>,
     timeout: Option<Duration>,
     fut: impl std::future::Future<Output = Result<T, SocketError>>,
 ) -> Result<T, SocketError> {
@@ -220,9 +220,15 @@ async fn guarded<T>(
             None => fut.await,
         }
     };
+    let cancelled = async {
+        match cancel {
+            Some(c) => c.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
-        _ = cancel.cancelled() => Err(SocketError::Canceled),
+        () = cancelled => Err(SocketError::Canceled),
         r = timed => r,
     }
 }
@@ -381,7 +387,7 @@ pub async fn authenticate<M: ConnMeta>(
     .map_err(|e| SocketError::from_handshake(e, cfg.remote_addr))?;
     let mut pending = Vec::new();
     guarded(
-        &cfg.cancel,
+        Some(&cfg.cancel),
         cfg.timeout,
         drive(
             &mut stream,
@@ -437,8 +443,10 @@ pub struct AcceptOptions {
     pub binary_chunks_size: Option<usize>,
     /// Largest message we accept, size field included (Octez: 100 MiB).
     pub max_message_size: usize,
-    /// Cancels the Ack exchange, and later the connection.
-    pub cancel: CancellationToken,
+    /// Cancels the Ack exchange, and later the connection. `None` (the
+    /// default): only [`Connection::close`] or dropping the last handle
+    /// ends it.
+    pub cancel: Option<CancellationToken>,
     /// Bounds the Ack exchange.
     pub timeout: Option<Duration>,
 }
@@ -450,7 +458,7 @@ impl Default for AcceptOptions {
             outgoing_message_queue_size: 8 << 20,
             binary_chunks_size: None,
             max_message_size: tezos_p2p_wire::message::MAX_MESSAGE_SIZE,
-            cancel: CancellationToken::new(),
+            cancel: None,
             timeout: None,
         }
     }
@@ -500,7 +508,7 @@ impl<M: ConnMeta> AuthenticatedConnection<M> {
             .map_err(|e| SocketError::from_handshake(e, self.remote_addr))?;
         let remote = self.remote_addr;
         guarded(
-            &opts.cancel,
+            opts.cancel.as_ref(),
             opts.timeout,
             drive(
                 &mut self.stream,
@@ -554,8 +562,10 @@ struct Shared<A, M> {
     write_q: Queue<WriteItem>,
     read_q: Queue<ReadItem<A>>,
     max_message_size: usize,
+    /// Plaintext bytes per chunk we send.
+    piece: usize,
     /// The connection's cancellation (the pool's, usually).
-    cancel: CancellationToken,
+    cancel: Option<CancellationToken>,
     /// Set by the driver when it has ended and dropped the socket.
     closed: AtomicBool,
     /// Live [`Connection`] handles: the last one to go stops the driver.
@@ -619,40 +629,39 @@ impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
         piece: usize,
         opts: AcceptOptions,
     ) -> Self {
-        let read_size = io.read_buffer_size().max(HEADER_LEN);
         let shared = Arc::new(Shared {
             info,
             io,
             write_q: Queue::new(opts.outgoing_message_queue_size),
             read_q: Queue::new(opts.incoming_message_queue_size),
             max_message_size: opts.max_message_size,
+            piece,
             cancel: opts.cancel.clone(),
             closed: AtomicBool::new(false),
             handles: AtomicUsize::new(1),
             driver: std::sync::Mutex::new(None),
         });
+        // Both directions use the same key, with their own nonces.
+        let (key, send_nonce) = sender.into_parts();
+        let (_, receive_nonce) = receiver.into_parts();
+        let read = ReadSide {
+            nonce: receive_nonce,
+            busy: (!pending.is_empty()).then(|| {
+                Box::new(ReadBusy {
+                    buf: pending,
+                    ..ReadBusy::new(opts.max_message_size)
+                })
+            }),
+        };
         let driver = Driver {
             shared: shared.clone(),
-            cancelled: Box::pin(opts.cancel.cancelled_owned()),
+            cancelled: opts.cancel.map(|c| Box::pin(c.cancelled_owned())),
             stream: Some(stream),
-            read: ReadSide {
-                cipher: receiver,
-                decoder: MessageDecoder::with_max_message_size(opts.max_message_size),
-                buf: pending,
-                pos: 0,
-                size: read_size,
-                grant: 0,
-                ticket: Ticket::default(),
-            },
+            key,
+            read,
             write: WriteSide {
-                cipher: sender,
-                piece,
-                out: Vec::new(),
-                written: 0,
-                item: None,
-                done: Vec::new(),
-                grant: 0,
-                ticket: Ticket::default(),
+                nonce: send_nonce,
+                busy: None,
             },
         };
         let handle = tokio::spawn(driver);
@@ -786,7 +795,12 @@ impl<A, M> Connection<A, M> {
     /// Whether the connection has ended or is ending (closed here, by the
     /// peer, or cancelled).
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire) || self.shared.cancel.is_cancelled()
+        self.shared.closed.load(Ordering::Acquire)
+            || self
+                .shared
+                .cancel
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
     }
 
     /// Resolves when the connection has ended and its socket is closed.
@@ -828,35 +842,66 @@ const BATCH: usize = 64 << 10;
 const STEPS_PER_POLL: usize = 64;
 
 /// The task that runs a connection: both sides of a hand-polled state
-/// machine, so that nothing but this struct lives across a wait.
+/// machine, so that nothing but this struct lives across a wait. What only
+/// a busy side needs is boxed and dropped when the side goes idle.
 struct Driver<A: AppMessage, M> {
     shared: Arc<Shared<A, M>>,
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// Dropped as soon as the connection ends.
     stream: Option<BoxStream>,
+    /// The session key (both directions).
+    key: SessionKey,
     read: ReadSide<A>,
     write: WriteSide,
 }
 
+impl<A: AppMessage, M> Drop for Driver<A, M> {
+    fn drop(&mut self) {
+        // Aborted (closed without flushing, or the last handle dropped), or
+        // dropped with the runtime.
+        self.finish(Some(SocketError::ConnectionClosed));
+    }
+}
+
 struct ReadSide<A> {
-    cipher: ChunkCipher,
+    /// The nonce of the next chunk received.
+    nonce: Nonce,
+    /// Bytes under way; `None` when idle.
+    busy: Option<Box<ReadBusy<A>>>,
+}
+
+struct ReadBusy<A> {
     decoder: MessageDecoder<A>,
-    /// Bytes read and not yet opened start at `pos`; an idle connection
-    /// has no buffer.
+    /// Bytes read and not yet opened start at `pos`.
     buf: Vec<u8>,
     pos: usize,
-    /// The usual read size (`read_buffer_size`).
-    size: usize,
     /// Bytes the scheduler granted for the next read (0: none yet).
     grant: usize,
     ticket: Ticket,
 }
 
+impl<A: AppMessage> ReadBusy<A> {
+    fn new(max_message_size: usize) -> Self {
+        ReadBusy {
+            decoder: MessageDecoder::with_max_message_size(max_message_size),
+            buf: Vec::new(),
+            pos: 0,
+            grant: 0,
+            ticket: Ticket::default(),
+        }
+    }
+}
+
 struct WriteSide {
-    cipher: ChunkCipher,
-    /// Plaintext bytes per chunk.
-    piece: usize,
-    /// Sealed chunks, written up to `written`; no buffer when idle.
+    /// The nonce of the next chunk sent.
+    nonce: Nonce,
+    /// Messages under way; `None` when idle.
+    busy: Option<Box<WriteBusy>>,
+}
+
+#[derive(Default)]
+struct WriteBusy {
+    /// Sealed chunks, written up to `written`.
     out: Vec<u8>,
     written: usize,
     /// The message being sealed and how much of it is.
@@ -880,16 +925,16 @@ impl<A: AppMessage, M> Future for Driver<A, M> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.cancelled.as_mut().poll(cx).is_ready() {
+        if let Some(Poll::Ready(())) = this.cancelled.as_mut().map(|c| c.as_mut().poll(cx)) {
             this.finish(Some(SocketError::ConnectionClosed));
             return Poll::Ready(());
         }
         let Some(stream) = this.stream.as_mut() else {
             return Poll::Ready(());
         };
-        let io = &this.shared.io;
+        let shared = &*this.shared;
         for _ in 0..STEPS_PER_POLL {
-            let wrote = match this.write.step(cx, stream, io, &this.shared.write_q) {
+            let wrote = match this.write.step(cx, stream, &this.key, shared) {
                 Ok(Some(step)) => step,
                 Ok(None) => {
                     // A flushing close is done.
@@ -901,7 +946,7 @@ impl<A: AppMessage, M> Future for Driver<A, M> {
                     return Poll::Ready(());
                 }
             };
-            match this.read.step(cx, stream, io, &this.shared.read_q) {
+            match this.read.step(cx, stream, &this.key, shared) {
                 Ok(Step::Blocked) if matches!(wrote, Step::Blocked) => return Poll::Pending,
                 Ok(_) => {}
                 Err(e) => {
@@ -923,16 +968,21 @@ impl<A: AppMessage, M> Driver<A, M> {
         if self.stream.take().is_none() {
             return;
         }
-        let shared = &self.shared;
-        shared.io.forget_read(&mut self.read.ticket);
-        shared.io.forget_write(&mut self.write.ticket);
-        let failed = error.clone().unwrap_or(SocketError::ConnectionClosed);
-        for d in self.write.done.drain(..) {
-            let _ = d.send(Err(failed.clone()));
+        let shared = &*self.shared;
+        if let Some(mut busy) = self.read.busy.take() {
+            shared.io.forget_read(&mut busy.ticket);
         }
-        let unsent = self.write.item.take().into_iter().map(|(item, _)| item);
+        let failed = error.clone().unwrap_or(SocketError::ConnectionClosed);
+        let mut unsent = None;
+        if let Some(mut busy) = self.write.busy.take() {
+            shared.io.forget_write(&mut busy.ticket);
+            for d in busy.done.drain(..) {
+                let _ = d.send(Err(failed.clone()));
+            }
+            unsent = busy.item.take().map(|(item, _)| item);
+        }
         let queued = shared.write_q.close_and_take().into_iter().map(|(i, _)| i);
-        for item in unsent.chain(queued) {
+        for item in unsent.into_iter().chain(queued) {
             if let Some(d) = item.done {
                 let _ = d.send(Err(SocketError::ConnectionClosed));
             }
@@ -943,39 +993,47 @@ impl<A: AppMessage, M> Driver<A, M> {
         }
         shared.closed.store(true, Ordering::Release);
         shared.read_q.close();
-        self.read.buf = Vec::new();
-        self.write.out = Vec::new();
-    }
-}
-
-impl<A: AppMessage, M> Drop for Driver<A, M> {
-    fn drop(&mut self) {
-        // Aborted (closed without flushing, or the last handle dropped) or
-        // dropped with the runtime.
-        self.finish(Some(SocketError::ConnectionClosed));
     }
 }
 
 impl WriteSide {
     /// Writes what is sealed, or seals more. `Ok(None)`: the queue is
     /// closed and drained and the socket shut down (a flushing close).
-    fn step(
+    fn step<A, M>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut BoxStream,
-        io: &ConnectionIo,
-        queue: &Queue<WriteItem>,
+        key: &SessionKey,
+        shared: &Shared<A, M>,
     ) -> Result<Option<Step>, SocketError> {
-        if self.written < self.out.len() {
-            let want = self.out.len() - self.written;
-            if self.grant == 0 {
-                match io.poll_reserve_write(cx, &mut self.ticket, want) {
-                    Poll::Ready(n) => self.grant = n.clamp(1, want),
+        let io = &shared.io;
+        let queue = &shared.write_q;
+        let Some(busy) = &mut self.busy else {
+            return match queue.poll_pop(cx) {
+                Poll::Ready(Some(item)) => {
+                    self.busy = Some(Box::new(WriteBusy {
+                        item: Some((item, 0)),
+                        ..WriteBusy::default()
+                    }));
+                    Ok(Some(Step::Progress))
+                }
+                Poll::Ready(None) => match Pin::new(&mut *stream).poll_shutdown(cx) {
+                    Poll::Ready(_) => Ok(None),
+                    Poll::Pending => Ok(Some(Step::Blocked)),
+                },
+                Poll::Pending => Ok(Some(Step::Blocked)),
+            };
+        };
+        if busy.written < busy.out.len() {
+            let want = busy.out.len() - busy.written;
+            if busy.grant == 0 {
+                match io.poll_reserve_write(cx, &mut busy.ticket, want) {
+                    Poll::Ready(n) => busy.grant = n.clamp(1, want),
                     Poll::Pending => return Ok(Some(Step::Blocked)),
                 }
             }
-            let to = self.written + self.grant.min(want);
-            let n = match Pin::new(&mut *stream).poll_write(cx, &self.out[self.written..to]) {
+            let to = busy.written + busy.grant.min(want);
+            let n = match Pin::new(&mut *stream).poll_write(cx, &busy.out[busy.written..to]) {
                 Poll::Ready(r) => r.map_err(SocketError::from_io)?,
                 Poll::Pending => return Ok(Some(Step::Blocked)),
             };
@@ -983,44 +1041,28 @@ impl WriteSide {
                 return Err(SocketError::ConnectionClosed);
             }
             io.record_write(n);
-            self.grant = 0;
-            self.written += n;
+            busy.grant = 0;
+            busy.written += n;
             return Ok(Some(Step::Progress));
         }
-        if !self.out.is_empty() || !self.done.is_empty() {
+        if !busy.out.is_empty() || !busy.done.is_empty() {
             // All written: make sure it left, then tell `write_sync`.
             match Pin::new(&mut *stream).poll_flush(cx) {
                 Poll::Ready(r) => r.map_err(SocketError::from_io)?,
                 Poll::Pending => return Ok(Some(Step::Blocked)),
             }
-            self.out.clear();
-            self.written = 0;
-            for d in self.done.drain(..) {
+            busy.out.clear();
+            busy.written = 0;
+            for d in busy.done.drain(..) {
                 let _ = d.send(Ok(()));
             }
         }
-        if self.item.is_none() {
-            match queue.poll_pop(cx) {
-                Poll::Ready(Some(item)) => self.item = Some((item, 0)),
-                Poll::Ready(None) => {
-                    return match Pin::new(&mut *stream).poll_shutdown(cx) {
-                        Poll::Ready(_) => Ok(None),
-                        Poll::Pending => Ok(Some(Step::Blocked)),
-                    };
-                }
-                Poll::Pending => {
-                    // Idle connections keep no write buffer.
-                    self.out = Vec::new();
-                    return Ok(Some(Step::Blocked));
-                }
-            }
-        }
         // Seal a batch, gathering the messages queued meanwhile.
-        while self.out.len() < BATCH {
-            let Some((item, at)) = &mut self.item else {
+        while busy.out.len() < BATCH {
+            let Some((item, at)) = &mut busy.item else {
                 match queue.try_pop() {
                     Some(item) => {
-                        self.item = Some((item, 0));
+                        busy.item = Some((item, 0));
                         continue;
                     }
                     None => break,
@@ -1028,17 +1070,20 @@ impl WriteSide {
             };
             let bytes = &item.bytes;
             if *at < bytes.len() {
-                let end = bytes.len().min(*at + self.piece);
-                self.cipher
-                    .seal_chunk(&bytes[*at..end], &mut self.out)
+                let end = bytes.len().min(*at + shared.piece);
+                key.seal_chunk(&mut self.nonce, &bytes[*at..end], &mut busy.out)
                     .map_err(SocketError::from_crypto)?;
                 *at = end;
             }
             if *at == bytes.len() {
-                if let Some((item, _)) = self.item.take() {
-                    self.done.extend(item.done);
+                if let Some((item, _)) = busy.item.take() {
+                    busy.done.extend(item.done);
                 }
             }
+        }
+        if busy.out.is_empty() && busy.done.is_empty() {
+            // Nothing left: an idle connection keeps no write state.
+            self.busy = None;
         }
         Ok(Some(Step::Progress))
     }
@@ -1047,89 +1092,126 @@ impl WriteSide {
 impl<A: AppMessage> ReadSide<A> {
     /// Hands a decoded message to the read queue, opens a chunk, or
     /// reads.
-    fn step(
+    fn step<M>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut BoxStream,
-        io: &ConnectionIo,
-        queue: &Queue<ReadItem<A>>,
+        key: &SessionKey,
+        shared: &Shared<A, M>,
     ) -> Result<Step, SocketError> {
-        // 1. A whole message: into the read queue once there is room (a
-        //    full queue stops the reading: back-pressure down to TCP).
-        if let Some(size) = self.decoder.next_size().map_err(SocketError::Decoding)? {
-            let cost = queue.cost(size);
-            match queue.poll_room(cx, cost) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Err(SocketError::ConnectionClosed),
-                Poll::Pending => return Ok(Step::Blocked),
-            }
-            // `next_size` saw the whole message: `None` cannot happen.
-            let msg = self
-                .decoder
-                .next()
-                .map_err(SocketError::Decoding)?
-                .ok_or(SocketError::Decoding(DecodeError::NotEnoughData))?;
-            queue
-                .push_reserved(Ok(msg), cost)
-                .map_err(|_| SocketError::ConnectionClosed)?;
-            return Ok(Step::Progress);
-        }
-        // 2. A whole chunk: open it.
-        let avail = &mut self.buf[self.pos..];
-        if let Some(&[a, b]) = avail.get(..HEADER_LEN) {
-            let body = chunk_body_len([a, b]).map_err(SocketError::from_crypto)?;
-            if let Some(chunk) = avail.get_mut(HEADER_LEN..HEADER_LEN + body) {
-                let pt = self
-                    .cipher
-                    .open_chunk(chunk)
-                    .map_err(SocketError::from_crypto)?;
-                self.decoder.feed(pt);
-                self.pos += HEADER_LEN + body;
+        let io = &shared.io;
+        if let Some(busy) = &mut self.busy {
+            // 1. A whole message: into the read queue once there is room (a
+            //    full queue stops the reading: back-pressure down to TCP).
+            if let Some(size) = busy.decoder.next_size().map_err(SocketError::Decoding)? {
+                let queue = &shared.read_q;
+                let cost = queue.cost(size);
+                match queue.poll_room(cx, cost) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => return Err(SocketError::ConnectionClosed),
+                    Poll::Pending => return Ok(Step::Blocked),
+                }
+                // `next_size` saw the whole message: `None` cannot happen.
+                let msg = busy
+                    .decoder
+                    .next()
+                    .map_err(SocketError::Decoding)?
+                    .ok_or(SocketError::Decoding(DecodeError::NotEnoughData))?;
+                queue
+                    .push_reserved(Ok(msg), cost)
+                    .map_err(|_| SocketError::ConnectionClosed)?;
                 return Ok(Step::Progress);
             }
+            // 2. A whole chunk: open it.
+            let avail = &mut busy.buf[busy.pos..];
+            if let Some(&[a, b]) = avail.get(..HEADER_LEN) {
+                let body = chunk_body_len([a, b]).map_err(SocketError::from_crypto)?;
+                if let Some(chunk) = avail.get_mut(HEADER_LEN..HEADER_LEN + body) {
+                    let pt = key
+                        .open_chunk(&mut self.nonce, chunk)
+                        .map_err(SocketError::from_crypto)?;
+                    busy.decoder.feed(pt);
+                    busy.pos += HEADER_LEN + body;
+                    return Ok(Step::Progress);
+                }
+            }
+            busy.buf.drain(..busy.pos);
+            busy.pos = 0;
         }
         // 3. Read: at least the rest of the chunk under way, so a large
-        //    chunk takes one read rather than several.
-        self.buf.drain(..self.pos);
-        self.pos = 0;
-        let rest_of_chunk = match self.buf.get(..HEADER_LEN) {
-            Some(&[a, b]) => (HEADER_LEN + usize::from(u16::from_be_bytes([a, b])))
-                .saturating_sub(self.buf.len()),
-            _ => 0,
-        };
-        let want = if self.buf.capacity() == 0 {
-            IDLE_READ
-        } else {
-            self.size.max(rest_of_chunk)
-        };
-        if self.grant == 0 {
-            match io.poll_reserve_read(cx, &mut self.ticket, want) {
-                Poll::Ready(n) => self.grant = n.clamp(1, want),
-                Poll::Pending => return Ok(Step::Blocked),
+        //    chunk takes one read rather than several; an idle connection
+        //    reads into a stack buffer that lives only during this poll.
+        let want = match &self.busy {
+            Some(busy) if busy.buf.capacity() > 0 => {
+                let rest_of_chunk = match busy.buf.get(..HEADER_LEN) {
+                    Some(&[a, b]) => (HEADER_LEN + usize::from(u16::from_be_bytes([a, b])))
+                        .saturating_sub(busy.buf.len()),
+                    _ => 0,
+                };
+                io.read_buffer_size().max(HEADER_LEN).max(rest_of_chunk)
             }
-        }
-        let want = self.grant.min(want);
-        let read = if self.buf.capacity() == 0 {
-            let mut small = [0u8; IDLE_READ];
-            let mut rb = ReadBuf::new(&mut small[..want]);
-            match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
-                Poll::Ready(r) => r.map(|()| {
-                    self.buf.extend_from_slice(rb.filled());
-                    rb.filled().len()
-                }),
+            _ => IDLE_READ,
+        };
+        let grant = match &mut self.busy {
+            Some(busy) if busy.grant > 0 => busy.grant,
+            Some(busy) => match io.poll_reserve_read(cx, &mut busy.ticket, want) {
+                Poll::Ready(n) => {
+                    busy.grant = n.clamp(1, want);
+                    busy.grant
+                }
                 Poll::Pending => return Ok(Step::Blocked),
-            }
-        } else {
-            self.buf.reserve(want);
-            match poll_read_buf(Pin::new(&mut *stream), cx, &mut (&mut self.buf).limit(want)) {
-                Poll::Ready(r) => r,
-                Poll::Pending => {
-                    if self.buf.is_empty() {
-                        // Nothing under way: an idle connection holds no
-                        // read buffer.
-                        self.buf = Vec::new();
+            },
+            None => {
+                // Idle: a grant or a place in line (only with a download
+                // cap) is kept in a busy state.
+                let mut ticket = Ticket::default();
+                match io.poll_reserve_read(cx, &mut ticket, want) {
+                    Poll::Ready(n) => n.clamp(1, want),
+                    Poll::Pending => {
+                        let busy = Box::new(ReadBusy {
+                            ticket,
+                            ..ReadBusy::new(shared.max_message_size)
+                        });
+                        self.busy = Some(busy);
+                        return Ok(Step::Blocked);
                     }
-                    return Ok(Step::Blocked);
+                }
+            }
+        };
+        let want = want.min(grant);
+        let read = match &mut self.busy {
+            Some(busy) if busy.buf.capacity() > 0 => {
+                busy.buf.reserve(want);
+                let limited = &mut (&mut busy.buf).limit(want);
+                match poll_read_buf(Pin::new(&mut *stream), cx, limited) {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => {
+                        if busy.buf.is_empty() {
+                            // Nothing under way: give the buffers back.
+                            // (A grant not used is taken back by the
+                            // next reservation.)
+                            if busy.decoder.buffered() == 0 {
+                                self.busy = None;
+                            } else {
+                                busy.buf = Vec::new();
+                            }
+                        }
+                        return Ok(Step::Blocked);
+                    }
+                }
+            }
+            _ => {
+                let mut small = [0u8; IDLE_READ];
+                let mut rb = ReadBuf::new(&mut small[..want]);
+                match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                    Poll::Ready(r) => r.map(|()| {
+                        let busy = self.busy.get_or_insert_with(|| {
+                            Box::new(ReadBusy::new(shared.max_message_size))
+                        });
+                        busy.buf.extend_from_slice(rb.filled());
+                        rb.filled().len()
+                    }),
+                    Poll::Pending => return Ok(Step::Blocked),
                 }
             }
         };
@@ -1138,7 +1220,9 @@ impl<A: AppMessage> ReadSide<A> {
             return Err(SocketError::ConnectionClosed);
         }
         io.record_read(n);
-        self.grant = 0;
+        if let Some(busy) = &mut self.busy {
+            busy.grant = 0;
+        }
         Ok(Step::Progress)
     }
 }
