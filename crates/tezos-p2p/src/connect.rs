@@ -272,7 +272,7 @@ where
         listening_port: inner.config.advertised_port.or(inner.listening_port),
         version: inner.config.versions.announced(),
         metadata: inner.config.metadata.clone(),
-        cancel: inner.cancel.child_token(),
+        cancel: inner.cancel.clone(),
         timeout: None,
     };
     let (info, auth) = match socket::authenticate(stream, io, cfg).await {

@@ -3,10 +3,11 @@
 //!
 //! One [`IoScheduler`] is shared by every connection of a pool. Each
 //! connection (including one still in its handshake) registers once and gets
-//! a [`ConnectionIo`]; its reader task asks [`ConnectionIo::reserve_read`] how
+//! a [`ConnectionIo`]; before a read it asks [`ConnectionIo::reserve_read`]
+//! (or, from a hand-written `poll`, [`ConnectionIo::poll_reserve_read`]) how
 //! many bytes it may read, reads, and then calls [`ConnectionIo::record_read`]
-//! with what it actually read (the writer does the same with the `_write`
-//! pair).
+//! with what it actually read (writes do the same with the `_write`
+//! methods).
 //!
 //! * **Statistics (§5.5).** Every direction has a global counter and one per
 //!   connection. A single ticker task updates all the moving averages once per

@@ -494,7 +494,7 @@ impl<M: ConnMeta> AuthenticatedConnection<M> {
     }
 
     /// Step 3, accepting: sends Ack, waits for the peer's, and starts the
-    /// connection's reader and writer.
+    /// task that runs the connection.
     pub async fn accept<A: AppMessage>(
         mut self,
         opts: AcceptOptions,

@@ -476,6 +476,44 @@ async fn garbled_data_is_a_decoding_error_and_the_peer_then_sees_a_close() {
     assert_eq!(s.read().await.unwrap_err(), SocketError::ConnectionClosed);
 }
 
+/// Several tasks reading one connection share its messages: each message
+/// reaches exactly one of them, and the end reaches all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_get_every_message_once() {
+    let (c, s) = connected_pair().await;
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    match c.read().await {
+                        Ok((_, P2pMessage::Message(m))) => {
+                            got.push(u16::from_be_bytes([m.body[0], m.body[1]]))
+                        }
+                        Ok(other) => panic!("unexpected {other:?}"),
+                        Err(e) => return (got, e),
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..2000u16 {
+        s.write(&app(0x10, i.to_be_bytes().to_vec())).await.unwrap();
+    }
+    s.close(true).await;
+    let mut all = Vec::new();
+    for r in readers {
+        let (got, end) = r.await.unwrap();
+        assert_eq!(end, SocketError::ConnectionClosed);
+        // Each reader sees its share in the order sent.
+        assert!(got.windows(2).all(|w| w[0] < w[1]));
+        all.extend(got);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..2000).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn equal_is_identity_of_the_connection() {
     let (c, s) = connected_pair().await;
