@@ -909,6 +909,9 @@ struct WriteBusy {
     written: usize,
     /// The message being sealed and how much of it is.
     item: Option<(WriteItem, usize)>,
+    /// The plaintext of a chunk being filled with the ends of messages
+    /// (see [`WriteSide::step`]).
+    partial: Vec<u8>,
     /// `write_sync` callers whose messages are all in `out`.
     done: Vec<oneshot::Sender<Result<(), SocketError>>>,
     grant: usize,
@@ -1060,7 +1063,16 @@ impl WriteSide {
                 let _ = d.send(Ok(()));
             }
         }
-        // Seal a batch, gathering the messages queued meanwhile.
+        // Seal a batch, gathering the messages queued meanwhile. A message
+        // is sealed in full chunks straight from its bytes; what is left
+        // of it (or a whole small message) goes into a chunk shared with
+        // the messages queued behind it, which is sealed once full or at
+        // the end of the batch. Receivers reassemble messages from the
+        // decrypted stream, whatever the chunk boundaries (wire spec §5.5;
+        // Octez's reader keeps the leftover of a chunk for the next
+        // message), and small messages then cost one chunk's crypto per
+        // batch rather than one each.
+        let piece = shared.piece;
         while busy.out.len() < BATCH {
             let Some((item, at)) = &mut busy.item else {
                 match queue.try_pop() {
@@ -1071,18 +1083,32 @@ impl WriteSide {
                     None => break,
                 }
             };
-            let bytes = &item.bytes;
-            if *at < bytes.len() {
-                let end = bytes.len().min(*at + shared.piece);
-                key.seal_chunk(&mut self.nonce, &bytes[*at..end], &mut busy.out)
+            let rest = &item.bytes[*at..];
+            if busy.partial.is_empty() && rest.len() >= piece {
+                key.seal_chunk(&mut self.nonce, &rest[..piece], &mut busy.out)
                     .map_err(SocketError::from_crypto)?;
-                *at = end;
+                *at += piece;
+            } else {
+                let n = rest.len().min(piece - busy.partial.len());
+                busy.partial.extend_from_slice(&rest[..n]);
+                *at += n;
+                if busy.partial.len() == piece {
+                    key.seal_chunk(&mut self.nonce, &busy.partial, &mut busy.out)
+                        .map_err(SocketError::from_crypto)?;
+                    busy.partial.clear();
+                }
             }
-            if *at == bytes.len() {
+            if *at == item.bytes.len() {
                 if let Some((item, _)) = busy.item.take() {
                     busy.done.extend(item.done);
                 }
             }
+        }
+        if !busy.partial.is_empty() {
+            // Everything taken goes out with this batch.
+            key.seal_chunk(&mut self.nonce, &busy.partial, &mut busy.out)
+                .map_err(SocketError::from_crypto)?;
+            busy.partial.clear();
         }
         if busy.out.is_empty() && busy.done.is_empty() {
             // Nothing left: an idle connection keeps no write state.
