@@ -6,9 +6,10 @@
 //! allocation of its own):
 //!
 //! * the application side is async: [`Queue::push`] waits for room,
-//!   [`Queue::pop`] waits for an item; both wait on one [`Notify`] that
-//!   every change wakes, and check again (as `Lwt_pipe`'s waiters do, so
-//!   room that frees up goes to whichever waiting pusher it fits);
+//!   [`Queue::pop`] waits for an item; both wait on one [`Notify`] that a
+//!   change wakes when someone waits, and check again (as `Lwt_pipe`'s
+//!   waiters do, so room that frees up goes to whichever waiting pusher it
+//!   fits);
 //! * the driver side is polled by hand: [`Queue::poll_pop`] and
 //!   [`Queue::poll_room`] + [`Queue::push_reserved`] register the driver's
 //!   waker, which every push, pop and close wakes.
@@ -28,8 +29,8 @@ use tokio::sync::Notify;
 pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
     capacity: u32,
-    /// Wakes the application's tasks waiting in [`Queue::push`],
-    /// [`Queue::pop`] or [`Queue::wait_until`].
+    /// Wakes the application's tasks waiting in [`Queue::push`] or
+    /// [`Queue::pop`].
     waiters: Notify,
 }
 
@@ -38,6 +39,9 @@ struct State<T> {
     /// Bytes taken (by queued items, and by room reserved with
     /// [`Queue::poll_room`]).
     used: u32,
+    /// Application tasks waiting on `waiters`: a change wakes them only
+    /// if there are some.
+    waiting: u32,
     closed: bool,
     /// The driver task, waiting for an item or for room.
     driver: Option<Waker>,
@@ -53,6 +57,7 @@ impl<T> Queue<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 used: 0,
+                waiting: 0,
                 closed: false,
                 driver: None,
             }),
@@ -77,11 +82,45 @@ impl<T> Queue<T> {
     /// Wakes the driver and the application's waiters after a change.
     fn changed(&self, mut st: MutexGuard<'_, State<T>>) {
         let driver = st.driver.take();
+        let waiting = st.waiting > 0;
         drop(st);
         if let Some(w) = driver {
             w.wake();
         }
-        self.waiters.notify_waiters();
+        if waiting {
+            self.waiters.notify_waiters();
+        }
+    }
+
+    /// Waits on `waiters` until `attempt` (run under the lock) gives a
+    /// result. A waiter counts itself under the same lock before it
+    /// sleeps, and its `Notified` is registered before that, so a change
+    /// made after its last attempt always wakes it.
+    async fn wait_for<R>(
+        &self,
+        mut attempt: impl FnMut(&Self, &mut MutexGuard<'_, State<T>>) -> Option<R>,
+    ) -> R {
+        /// Uncounts a waiter, also when its future is dropped.
+        struct Counted<'a, T>(&'a Queue<T>);
+        impl<T> Drop for Counted<'_, T> {
+            fn drop(&mut self) {
+                self.0.state().waiting -= 1;
+            }
+        }
+        loop {
+            let mut notified = pin!(self.waiters.notified());
+            notified.as_mut().enable();
+            let counted = {
+                let mut st = self.state();
+                if let Some(r) = attempt(self, &mut st) {
+                    return r;
+                }
+                st.waiting += 1;
+                Counted(self)
+            };
+            notified.await;
+            drop(counted);
+        }
     }
 
     /// Appends `item` if `cost` bytes fit (always with `force`):
@@ -101,17 +140,23 @@ impl<T> Queue<T> {
     }
 
     /// Pushes `item` of `size` bytes, waiting for room.
-    pub(crate) async fn push(&self, mut item: T, size: usize) -> Result<(), Closed> {
+    pub(crate) async fn push(&self, item: T, size: usize) -> Result<(), Closed> {
         let cost = self.cost(size);
-        loop {
-            let mut notified = pin!(self.waiters.notified());
-            notified.as_mut().enable();
-            match self.try_enqueue(item, cost, false)? {
-                Ok(()) => return Ok(()),
-                Err(back) => item = back,
+        let mut item = Some(item);
+        self.wait_for(|q, st| {
+            if st.closed {
+                return Some(Err(Closed));
             }
-            notified.await;
-        }
+            if !q.fits(st, cost) {
+                return None;
+            }
+            st.used += cost;
+            st.items.push_back((item.take()?, cost));
+            Some(Ok(()))
+        })
+        .await?;
+        self.changed(self.state());
+        Ok(())
     }
 
     /// Pushes `item` if there is room now; `Ok(false)` drops it.
@@ -178,14 +223,23 @@ impl<T> Queue<T> {
     /// Pops the oldest item, waiting for one; `None` once the queue is
     /// closed and drained.
     pub(crate) async fn pop(&self) -> Option<T> {
-        loop {
-            let mut notified = pin!(self.waiters.notified());
-            notified.as_mut().enable();
-            if let Ok(item) = self.take(None) {
-                return item;
-            }
-            notified.await;
+        let item = self
+            .wait_for(|_, st| match st.items.pop_front() {
+                Some((item, cost)) => {
+                    st.used -= cost;
+                    Some(Some(item))
+                }
+                None if st.closed => Some(None),
+                None => None,
+            })
+            .await?;
+        let mut st = self.state();
+        if st.items.is_empty() && st.items.capacity() > 16 {
+            // Give a burst's memory back.
+            st.items = VecDeque::new();
         }
+        self.changed(st);
+        Some(item)
     }
 
     /// The driver's pop: the oldest item, `None` once closed and drained.
@@ -215,20 +269,6 @@ impl<T> Queue<T> {
         let mut st = self.state();
         st.used = 0;
         std::mem::take(&mut st.items)
-    }
-
-    /// Waits until `done()` holds; `done` is checked again after every
-    /// change of the queue, so whatever sets it must then change the queue
-    /// (close it, push or pop).
-    pub(crate) async fn wait_until(&self, done: impl Fn() -> bool) {
-        loop {
-            let mut notified = pin!(self.waiters.notified());
-            notified.as_mut().enable();
-            if done() {
-                return;
-            }
-            notified.await;
-        }
     }
 }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::io::poll_read_buf;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -568,6 +568,8 @@ struct Shared<A, M> {
     cancel: Option<CancellationToken>,
     /// Set by the driver when it has ended and dropped the socket.
     closed: AtomicBool,
+    /// Wakes [`Connection::closed`] when `closed` is set.
+    closed_notify: Notify,
     /// Live [`Connection`] handles: the last one to go stops the driver.
     handles: AtomicUsize,
     driver: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -638,6 +640,7 @@ impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
             piece,
             cancel: opts.cancel.clone(),
             closed: AtomicBool::new(false),
+            closed_notify: Notify::new(),
             handles: AtomicUsize::new(1),
             driver: std::sync::Mutex::new(None),
         });
@@ -805,11 +808,14 @@ impl<A, M> Connection<A, M> {
 
     /// Resolves when the connection has ended and its socket is closed.
     pub async fn closed(&self) {
-        let shared = &self.shared;
-        shared
-            .read_q
-            .wait_until(|| shared.closed.load(Ordering::Acquire))
-            .await
+        loop {
+            let mut notified = std::pin::pin!(self.shared.closed_notify.notified());
+            notified.as_mut().enable();
+            if self.shared.closed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Closes the connection. With `flush`, what is queued is written
@@ -998,6 +1004,7 @@ impl<A: AppMessage, M> Driver<A, M> {
             let _ = shared.read_q.force_push(Err(e));
         }
         shared.closed.store(true, Ordering::Release);
+        shared.closed_notify.notify_waiters();
         shared.read_q.close();
     }
 }
