@@ -537,6 +537,52 @@ async fn queued_small_messages_share_chunks() {
     assert_eq!(c.read().await.unwrap_err(), SocketError::ConnectionClosed);
 }
 
+/// Fills `to`'s read queue and the TCP buffers by writing on `from` until
+/// `write_now` fails: `to`'s reading is then stuck on its full queue, and
+/// `from`'s writing on a full socket.
+async fn jam(from: &Conn) {
+    let msg = app(0x10, vec![0; 1000]);
+    let mut dropped = 0;
+    while dropped < 10 {
+        if !from.write_now(&msg).unwrap() {
+            dropped += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// One task runs both directions of a connection, and neither waits for
+/// the other: with its read side stuck (full read queue), a connection
+/// still writes; with its write side stuck (full socket), it still reads.
+#[tokio::test]
+async fn a_stuck_direction_does_not_stop_the_other() {
+    let opts = AcceptOptions {
+        outgoing_message_queue_size: 4096,
+        incoming_message_queue_size: 4096,
+        ..AcceptOptions::default()
+    };
+    let (c, s) = connected_pair_with(opts).await;
+    // c's read side stuck: nobody reads c.
+    jam(&s).await;
+    for i in 0..100u8 {
+        c.write(&app(0x11, vec![i; 100])).await.unwrap();
+    }
+    let read = |s: Conn| async move {
+        tokio::time::timeout(Duration::from_secs(10), s.read())
+            .await
+            .expect("the other direction is stuck too")
+            .unwrap()
+            .1
+    };
+    for i in 0..100u8 {
+        assert_eq!(read(s.clone()).await, app(0x11, vec![i; 100]));
+    }
+    // s's write side stuck too now (c still reads nothing): s reads on.
+    jam(&s).await;
+    c.write(&app(0x12, vec![7; 10])).await.unwrap();
+    assert_eq!(read(s.clone()).await, app(0x12, vec![7; 10]));
+}
+
 #[tokio::test]
 async fn equal_is_identity_of_the_connection() {
     let (c, s) = connected_pair().await;
