@@ -70,13 +70,38 @@ async fn trivial_quota() {
 /// Connections sharing a capped upload each get a fair share of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capped_upload_is_shared_fairly() {
+    capped_direction_is_shared_fairly(true).await
+}
+
+/// Connections sharing a capped download each get a fair share of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_download_is_shared_fairly() {
+    capped_direction_is_shared_fairly(false).await
+}
+
+/// 8 connections, each written to as fast as it goes, share a cap of
+/// 1 MiB/s on the senders' upload (`upload`) or the receivers' download:
+/// the aggregate is within ±10 % of the cap, each within ±25 % of its share.
+async fn capped_direction_is_shared_fairly(upload: bool) {
     const CAP: u64 = 1 << 20;
     const CONNS: usize = 8;
-    let sender_sched = IoScheduler::new(SchedulerConfig {
-        max_upload_speed: Some(CAP),
-        ..SchedulerConfig::default()
-    });
-    let receiver_sched = IoScheduler::new(SchedulerConfig::default());
+    let (sender_sched, receiver_sched) = if upload {
+        let capped = SchedulerConfig {
+            max_upload_speed: Some(CAP),
+            ..SchedulerConfig::default()
+        };
+        (capped, SchedulerConfig::default())
+    } else {
+        let capped = SchedulerConfig {
+            max_download_speed: Some(CAP),
+            ..SchedulerConfig::default()
+        };
+        (SchedulerConfig::default(), capped)
+    };
+    let (sender_sched, receiver_sched) = (
+        IoScheduler::new(sender_sched),
+        IoScheduler::new(receiver_sched),
+    );
     let opts = AcceptOptions {
         outgoing_message_queue_size: 64 << 10,
         ..AcceptOptions::default()
