@@ -425,17 +425,75 @@ async fn peer_banned(State(node): St, p: Result<Path<String>, PathRejection>, q:
 }
 
 async fn peer_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
-    query(q, &[])?;
+    let monitor = query(q, &["monitor"])?.iter().any(|(k, _)| k == "monitor");
     let id = peer_id(&p?.0)?;
-    let events = node
-        .net
-        .with_tables(|t| {
-            t.known_peers
-                .get(&id)
-                .map(|i| serde_json::to_value(&i.events))
+    let since = move |node: &Node, mark: u64| {
+        node.net.with_tables(|t| {
+            t.known_peers.get(&id).map(|i| {
+                let new: Vec<_> = i.events.since(mark).collect();
+                (
+                    serde_json::to_value(new).unwrap_or(Value::Null),
+                    i.events.pushed(),
+                )
+            })
         })
-        .ok_or_else(|| ApiError::not_found(format!("unknown peer {id}")))?;
-    ok(events.unwrap_or(Value::Null))
+    };
+    log_answer(node, monitor, since, format!("unknown peer {id}"))
+}
+
+/// A peer's or a point's event log (`since(node, mark)`: the events after
+/// `mark` as a JSON array and the new mark, or `None` when unknown). Without
+/// `?monitor`, the events held. With it, a stream of JSON arrays, one per
+/// line: first the events held, then each batch of new ones, until the
+/// client goes away or the peer or point is forgotten. New events are
+/// looked for at every pool event and at least once a second.
+fn log_answer(
+    node: Arc<Node>,
+    monitor: bool,
+    since: impl Fn(&Node, u64) -> Option<(Value, u64)> + Send + Sync + 'static,
+    unknown: String,
+) -> Res {
+    let (history, mark) = since(&node, 0).ok_or_else(|| ApiError::not_found(unknown))?;
+    if !monitor {
+        return ok(history);
+    }
+    let line = |v: &Value| {
+        let mut line = v.to_string();
+        line.push('\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    };
+    let first = futures_util::stream::once(std::future::ready(line(&history)));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let events = node.net.events();
+    let since = Arc::new(since);
+    let rest = futures_util::stream::unfold(
+        (node, events, tick, mark),
+        move |(node, mut events, mut tick, mark)| {
+            let since = since.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        e = events.recv() => {
+                            if let Err(tokio::sync::broadcast::error::RecvError::Closed) = e {
+                                return None;
+                            }
+                        }
+                        _ = tick.tick() => {}
+                    }
+                    let (new, mark) = since(&node, mark)?;
+                    if new.as_array().is_some_and(|a| !a.is_empty()) {
+                        return Some((line(&new), (node, events, tick, mark)));
+                    }
+                }
+            }
+        },
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(futures_util::StreamExt::chain(first, rest)),
+    )
+        .into_response())
 }
 
 async fn points(State(node): St, q: Q) -> Res {
@@ -555,17 +613,17 @@ async fn point_banned(State(node): St, p: Result<Path<String>, PathRejection>, q
 }
 
 async fn point_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
-    query(q, &[])?;
+    let monitor = query(q, &["monitor"])?.iter().any(|(k, _)| k == "monitor");
     let pt = point(&p?.0)?;
-    let events = node
-        .net
-        .with_tables(|t| {
-            t.known_points
-                .get(&pt)
-                .map(|i| Value::Array(i.events.iter().map(|e| e.to_octez_json()).collect()))
+    let since = move |node: &Node, mark: u64| {
+        node.net.with_tables(|t| {
+            t.known_points.get(&pt).map(|i| {
+                let new = i.events.since(mark).map(|e| e.to_octez_json()).collect();
+                (Value::Array(new), i.events.pushed())
+            })
         })
-        .ok_or_else(|| ApiError::not_found(format!("unknown point {pt}")))?;
-    ok(events)
+    };
+    log_answer(node, monitor, since, format!("unknown point {pt}"))
 }
 
 async fn greylist_ips(State(node): St, q: Q) -> Res {

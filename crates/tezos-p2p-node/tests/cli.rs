@@ -426,9 +426,35 @@ fn every_rpc_answers_with_its_documented_shape() {
     let (s, e) = a.req("GET", "/network/peers/nonsense", None);
     assert_eq!(s, 400, "{e}");
 
+    // `?monitor` on a peer's and a point's log: the events held first, then
+    // each batch of new ones.
+    let mut peer_watch = Stream::open(a.rpc, &format!("/network/peers/{ib}/log?monitor"));
+    assert_eq!(peer_watch.status, 200);
+    let held: Value = serde_json::from_str(&peer_watch.next_line()).unwrap();
+    assert!(
+        held.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "connection_established"),
+        "{held}"
+    );
+    let mut point_watch = Stream::open(b.rpc, &format!("/network/points/{ap}/log?monitor"));
+    assert_eq!(point_watch.status, 200);
+    let held: Value = serde_json::from_str(&point_watch.next_line()).unwrap();
+    assert!(!held.as_array().unwrap().is_empty(), "{held}");
+    let (s, _) = a.req("GET", &format!("/network/peers/{ib}/log?monitor&x=2"), None);
+    assert_eq!(s, 400);
+
     // DELETE a connection: B is kicked; the log stream reports it.
     let (s, v) = a.req("DELETE", &format!("/network/connections/{ib}?wait"), None);
     assert_eq!((s, v), (200, serde_json::json!({})));
+    // The first new batch each side reports is the disconnection (later
+    // ones may show B reconnecting).
+    let disconnection = |v: &Value| v.as_str().is_some_and(|k| k.ends_with("disconnection"));
+    let batch: Value = serde_json::from_str(&peer_watch.next_line()).unwrap();
+    assert!(disconnection(&batch[0]["kind"]), "{batch}");
+    let batch: Value = serde_json::from_str(&point_watch.next_line()).unwrap();
+    assert!(disconnection(&batch[0][1]["event_kind"]), "{batch}");
     let mut seen = false;
     for _ in 0..50 {
         let line = log.next_line();

@@ -470,6 +470,9 @@ pub mod rfc3339 {
 pub struct EventRing<T> {
     items: std::collections::VecDeque<T>,
     capacity: usize,
+    /// Items ever pushed, so that a watcher can tell which are new
+    /// ([`EventRing::since`]).
+    pushed: u64,
 }
 
 /// Capacity of the per-point and per-peer event rings.
@@ -488,6 +491,7 @@ impl<T> EventRing<T> {
         EventRing {
             items: std::collections::VecDeque::new(),
             capacity: capacity.max(1),
+            pushed: 0,
         }
     }
 
@@ -497,6 +501,19 @@ impl<T> EventRing<T> {
             self.items.pop_front();
         }
         self.items.push_back(item);
+        self.pushed += 1;
+    }
+
+    /// How many items were ever pushed (a mark for [`EventRing::since`]).
+    pub fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
+    /// The items pushed after the mark `pushed` (those still held),
+    /// oldest first.
+    pub fn since(&self, pushed: u64) -> impl Iterator<Item = &T> {
+        let new = usize::try_from(self.pushed.saturating_sub(pushed)).unwrap_or(usize::MAX);
+        self.items.iter().skip(self.items.len().saturating_sub(new))
     }
 
     /// The items, oldest first.
@@ -617,6 +634,25 @@ mod tests {
         assert_eq!(r.len(), 100);
         assert_eq!(r.iter().next(), Some(&50));
         assert_eq!(r.last(), Some(&149));
+    }
+
+    #[test]
+    fn event_ring_tells_what_is_new_since_a_mark() {
+        let mut r = EventRing::new(4);
+        assert_eq!(r.since(0).count(), 0);
+        r.push(1);
+        r.push(2);
+        let mark = r.pushed();
+        assert_eq!(mark, 2);
+        assert_eq!(r.since(mark).count(), 0);
+        r.push(3);
+        assert_eq!(r.since(mark).collect::<Vec<_>>(), [&3]);
+        // More new items than the ring holds: those still held.
+        for i in 4..10 {
+            r.push(i);
+        }
+        assert_eq!(r.since(mark).collect::<Vec<_>>(), [&6, &7, &8, &9]);
+        assert_eq!(r.since(0).count(), 4);
     }
 
     #[test]
