@@ -256,19 +256,23 @@ async fn net_stat(State(node): St, q: Q) -> Res {
     ok(stat_json(&node.net.global_stat()))
 }
 
+/// Octez's `Full_stat`: the global statistics, the connections by
+/// direction, and every known peer and point, as the list RPCs give them.
 async fn full_stat(State(node): St, q: Q) -> Res {
     query(q, &[])?;
-    let conns = node.net.connections();
-    let incoming = conns.iter().filter(|c| c.info().incoming).count();
-    let (peers, points) = node
+    let (incoming, outgoing): (Vec<_>, Vec<_>) = node
         .net
-        .with_tables(|t| (t.known_peers.len(), t.known_points.len()));
+        .connections()
+        .iter()
+        .map(|c| (c.info().incoming, conn_info_json(c.info())))
+        .partition(|(incoming, _)| *incoming);
+    let strip = |v: Vec<(bool, Value)>| v.into_iter().map(|(_, j)| j).collect::<Vec<_>>();
     ok(json!({
         "stat": stat_json(&node.net.global_stat()),
-        "incoming_connections": incoming,
-        "outgoing_connections": conns.len() - incoming,
-        "peers": peers,
-        "points": points,
+        "incoming_connections": strip(incoming),
+        "outgoing_connections": strip(outgoing),
+        "peers": peer_list(&node, &[]),
+        "points": point_list(&node, &[]),
     }))
 }
 
@@ -346,6 +350,12 @@ async fn peers(State(node): St, q: Q) -> Res {
         &query(q, &["filter"])?,
         &["accepted", "running", "disconnected"],
     )?;
+    ok(peer_list(&node, &f))
+}
+
+/// `[[peer id, peer info], …]` of the known peers in one of the states
+/// `f` (all when empty).
+fn peer_list(node: &Node, f: &[String]) -> Value {
     let infos: Vec<_> = node.net.with_tables(|t| {
         t.known_peers
             .values()
@@ -353,11 +363,10 @@ async fn peers(State(node): St, q: Q) -> Res {
             .cloned()
             .collect()
     });
-    let list: Vec<Value> = infos
+    infos
         .iter()
-        .map(|i| json!([i.peer_id.to_string(), peer_info_json(&node, i)]))
-        .collect();
-    ok(Value::Array(list))
+        .map(|i| json!([i.peer_id.to_string(), peer_info_json(node, i)]))
+        .collect()
 }
 
 fn find_peer(node: &Node, id: &PeerId) -> Option<Value> {
@@ -501,14 +510,19 @@ async fn points(State(node): St, q: Q) -> Res {
         &query(q, &["filter"])?,
         &["requested", "accepted", "running", "disconnected"],
     )?;
-    let list: Vec<Value> = node.net.with_tables(|t| {
+    ok(point_list(&node, &f))
+}
+
+/// `[[point, point info], …]` of the known points in one of the states `f`
+/// (all when empty).
+fn point_list(node: &Node, f: &[String]) -> Value {
+    node.net.with_tables(|t| {
         t.known_points
             .values()
             .filter(|i| f.is_empty() || f.iter().any(|s| s == i.state.name()))
             .map(|i| json!([i.point.to_string(), i.to_octez_json()]))
             .collect()
-    });
-    ok(Value::Array(list))
+    })
 }
 
 fn find_point(node: &Node, p: &Point) -> Option<Value> {

@@ -214,13 +214,25 @@ fn every_rpc_answers_with_its_documented_shape() {
     assert_eq!(v["chain_name"], "SANDBOXED_TEZOS");
     assert!(v["distributed_db_version"].is_u64() && v["p2p_version"].is_u64());
     assert!(is_stat(&a.get("/network/stat")));
+    // Octez's `Full_stat`: lists, as the list RPCs give them.
     let fs = a.get("/network/full_stat");
     assert!(is_stat(&fs["stat"]));
-    assert_eq!(
-        fs["incoming_connections"].as_u64().unwrap() + fs["outgoing_connections"].as_u64().unwrap(),
-        1
-    );
-    assert!(fs["peers"].is_u64() && fs["points"].is_u64());
+    let incoming = fs["incoming_connections"].as_array().unwrap();
+    assert_eq!(incoming.len(), 1, "{fs}");
+    assert_eq!(incoming[0]["peer_id"], ib.as_str());
+    assert_eq!(fs["outgoing_connections"], serde_json::json!([]));
+    let peer_ids: Vec<&Value> = fs["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p[0])
+        .collect();
+    assert!(peer_ids.contains(&&Value::from(ib.as_str())), "{fs}");
+    assert!(fs["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p[0].is_string() && p[1]["state"].is_object()));
 
     // Connections.
     let conns = a.get("/network/connections");
