@@ -123,20 +123,40 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Appends `item` if `cost` bytes fit (always with `force`):
-    /// `Ok(Err(item))` gives it back when they do not.
+    /// Appends `item` if `cost` bytes fit (always with `force`), under the
+    /// lock: `Err(item)` gives it back when they do not.
+    fn enqueue_locked(&self, st: &mut State<T>, item: T, cost: u32, force: bool) -> Result<(), T> {
+        if !force && !self.fits(st, cost) {
+            return Err(item);
+        }
+        st.used += cost;
+        st.items.push_back((item, cost));
+        Ok(())
+    }
+
+    /// Takes the oldest item under the lock, giving its room back.
+    fn dequeue_locked(st: &mut State<T>) -> Option<T> {
+        let (item, cost) = st.items.pop_front()?;
+        st.used -= cost;
+        if st.items.is_empty() && st.items.capacity() > 16 {
+            // Give a burst's memory back.
+            st.items = VecDeque::new();
+        }
+        Some(item)
+    }
+
+    /// [`Queue::enqueue_locked`], then wakes whoever waits: `Ok(Err(item))`
+    /// when it does not fit.
     fn try_enqueue(&self, item: T, cost: u32, force: bool) -> Result<Result<(), T>, Closed> {
         let mut st = self.state();
         if st.closed {
             return Err(Closed);
         }
-        if !force && !self.fits(&st, cost) {
-            return Ok(Err(item));
+        let pushed = self.enqueue_locked(&mut st, item, cost, force);
+        if pushed.is_ok() {
+            self.changed(st);
         }
-        st.used += cost;
-        st.items.push_back((item, cost));
-        self.changed(st);
-        Ok(Ok(()))
+        Ok(pushed)
     }
 
     /// Pushes `item` of `size` bytes, waiting for room.
@@ -147,12 +167,13 @@ impl<T> Queue<T> {
             if st.closed {
                 return Some(Err(Closed));
             }
-            if !q.fits(st, cost) {
-                return None;
+            match q.enqueue_locked(st, item.take()?, cost, false) {
+                Ok(()) => Some(Ok(())),
+                Err(back) => {
+                    item = Some(back);
+                    None
+                }
             }
-            st.used += cost;
-            st.items.push_back((item.take()?, cost));
-            Some(Ok(()))
         })
         .await?;
         self.changed(self.state());
@@ -202,12 +223,7 @@ impl<T> Queue<T> {
     /// `driver`, registers its waker when there is nothing yet.
     fn take(&self, driver: Option<&mut Context<'_>>) -> Result<Option<T>, ()> {
         let mut st = self.state();
-        if let Some((item, cost)) = st.items.pop_front() {
-            if st.items.is_empty() && st.items.capacity() > 16 {
-                // Give a burst's memory back.
-                st.items = VecDeque::new();
-            }
-            st.used -= cost;
+        if let Some(item) = Self::dequeue_locked(&mut st) {
             self.changed(st);
             return Ok(Some(item));
         }
@@ -224,21 +240,13 @@ impl<T> Queue<T> {
     /// closed and drained.
     pub(crate) async fn pop(&self) -> Option<T> {
         let item = self
-            .wait_for(|_, st| match st.items.pop_front() {
-                Some((item, cost)) => {
-                    st.used -= cost;
-                    Some(Some(item))
-                }
+            .wait_for(|_, st| match Self::dequeue_locked(st) {
+                Some(item) => Some(Some(item)),
                 None if st.closed => Some(None),
                 None => None,
             })
             .await?;
-        let mut st = self.state();
-        if st.items.is_empty() && st.items.capacity() > 16 {
-            // Give a burst's memory back.
-            st.items = VecDeque::new();
-        }
-        self.changed(st);
+        self.changed(self.state());
         Some(item)
     }
 
