@@ -100,6 +100,11 @@ fn query(q: Q, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
     Ok(pairs)
 }
 
+/// A query that may hold only the flag `name` (`?name`): whether it does.
+fn flag(q: Q, name: &str) -> Result<bool, ApiError> {
+    Ok(query(q, &[name])?.iter().any(|(k, _)| k == name))
+}
+
 fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes, expected: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad(format!("invalid JSON body: {e}; expected {expected}")))
@@ -322,7 +327,7 @@ async fn connection(State(node): St, p: Result<Path<String>, PathRejection>, q: 
 }
 
 async fn kick(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
-    let wait = query(q, &["wait"])?.iter().any(|(k, _)| k == "wait");
+    let wait = flag(q, "wait")?;
     let id = peer_id(&p?.0)?;
     if let Some(c) = node.net.find_connection_by_peer_id(&id) {
         node.net.disconnect(&c, wait, "explicit RPC").await;
@@ -434,7 +439,7 @@ async fn peer_banned(State(node): St, p: Result<Path<String>, PathRejection>, q:
 }
 
 async fn peer_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
-    let monitor = query(q, &["monitor"])?.iter().any(|(k, _)| k == "monitor");
+    let monitor = flag(q, "monitor")?;
     let id = peer_id(&p?.0)?;
     let since = move |node: &Node, mark: u64| {
         node.net.with_tables(|t| {
@@ -627,7 +632,7 @@ async fn point_banned(State(node): St, p: Result<Path<String>, PathRejection>, q
 }
 
 async fn point_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
-    let monitor = query(q, &["monitor"])?.iter().any(|(k, _)| k == "monitor");
+    let monitor = flag(q, "monitor")?;
     let pt = point(&p?.0)?;
     let since = move |node: &Node, mark: u64| {
         node.net.with_tables(|t| {
