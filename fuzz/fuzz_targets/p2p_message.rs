@@ -1,5 +1,6 @@
 //! P2P messages: `P2pMessage::<RawMessage>::from_bytes` (one whole message)
-//! and the streaming `MessageDecoder`, fed the same bytes in one piece and
+//! and the streaming `MessageDecoder` (with `next_size` checked against
+//! `next`), fed the same bytes in one piece and
 //! in pieces cut at data-dependent positions: both must give the same
 //! messages and end the same way. Decoded messages round-trip through
 //! `encode_message` (points are normalised, so decode → encode → decode).
@@ -23,12 +24,25 @@ fn round_trip(m: &Msg) {
 }
 
 /// Drains `d`: the messages (with their wire sizes) and the error, if any.
+/// Before each message, `next_size` announces it: its size, `None` when
+/// more bytes are needed, or the size field's error.
 fn drain(d: &mut MessageDecoder<RawMessage>, got: &mut Vec<(usize, Msg)>) -> Option<DecodeError> {
     loop {
+        let size = d.next_size();
         match d.next() {
-            Ok(Some(m)) => got.push(m),
-            Ok(None) => return None,
-            Err(e) => return Some(e),
+            Ok(Some(m)) => {
+                assert_eq!(size, Ok(Some(m.0)));
+                got.push(m)
+            }
+            Ok(None) => {
+                assert_eq!(size, Ok(None));
+                return None;
+            }
+            Err(e) => {
+                // A bad size field fails both; a bad body only `next`.
+                assert!(size == Err(e.clone()) || matches!(size, Ok(Some(_))));
+                return Some(e);
+            }
         }
     }
 }

@@ -1167,7 +1167,20 @@ mod tests {
                 let mut d = MessageDecoder::<RawMessage>::with_max_message_size(1024);
                 for c in bytes.chunks(cut) {
                     d.feed(c);
-                    while let Ok(Some(_)) = d.next() {}
+                    loop {
+                        let size = d.next_size();
+                        match d.next() {
+                            Ok(Some((n, _))) => prop_assert_eq!(size, Ok(Some(n))),
+                            Ok(None) => {
+                                prop_assert_eq!(size, Ok(None));
+                                break;
+                            }
+                            Err(e) => {
+                                prop_assert!(size == Err(e) || matches!(size, Ok(Some(_))));
+                                break;
+                            }
+                        }
+                    }
                 }
                 let _ = Ack::from_bytes(&bytes);
                 let _ = OctezMetadata::from_bytes(&bytes);
