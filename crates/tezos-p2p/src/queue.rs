@@ -81,9 +81,19 @@ impl<T> Queue<T> {
 
     /// Wakes the driver and the application's waiters after a change.
     fn changed(&self, mut st: MutexGuard<'_, State<T>>) {
-        let driver = st.driver.take();
-        let waiting = st.waiting > 0;
+        let wake = Self::to_wake(&mut st);
         drop(st);
+        self.wake(wake);
+    }
+
+    /// Under the lock: whom a change must wake (the driver's waker, and
+    /// whether application tasks wait).
+    fn to_wake(st: &mut State<T>) -> (Option<Waker>, bool) {
+        (st.driver.take(), st.waiting > 0)
+    }
+
+    /// Out of the lock: wakes what [`Queue::to_wake`] found.
+    fn wake(&self, (driver, waiting): (Option<Waker>, bool)) {
         if let Some(w) = driver {
             w.wake();
         }
@@ -163,20 +173,21 @@ impl<T> Queue<T> {
     pub(crate) async fn push(&self, item: T, size: usize) -> Result<(), Closed> {
         let cost = self.cost(size);
         let mut item = Some(item);
-        self.wait_for(|q, st| {
-            if st.closed {
-                return Some(Err(Closed));
-            }
-            match q.enqueue_locked(st, item.take()?, cost, false) {
-                Ok(()) => Some(Ok(())),
-                Err(back) => {
-                    item = Some(back);
-                    None
+        let wake = self
+            .wait_for(|q, st| {
+                if st.closed {
+                    return Some(Err(Closed));
                 }
-            }
-        })
-        .await?;
-        self.changed(self.state());
+                match q.enqueue_locked(st, item.take()?, cost, false) {
+                    Ok(()) => Some(Ok(Self::to_wake(st))),
+                    Err(back) => {
+                        item = Some(back);
+                        None
+                    }
+                }
+            })
+            .await?;
+        self.wake(wake);
         Ok(())
     }
 
@@ -239,14 +250,14 @@ impl<T> Queue<T> {
     /// Pops the oldest item, waiting for one; `None` once the queue is
     /// closed and drained.
     pub(crate) async fn pop(&self) -> Option<T> {
-        let item = self
+        let (item, wake) = self
             .wait_for(|_, st| match Self::dequeue_locked(st) {
-                Some(item) => Some(Some(item)),
+                Some(item) => Some(Some((item, Self::to_wake(st)))),
                 None if st.closed => Some(None),
                 None => None,
             })
             .await?;
-        self.changed(self.state());
+        self.wake(wake);
         Some(item)
     }
 
