@@ -118,6 +118,10 @@ impl<T> Queue<T> {
             }
         }
         loop {
+            // Most often there is no need to wait: try before registering.
+            if let Some(r) = attempt(self, &mut self.state()) {
+                return r;
+            }
             let mut notified = pin!(self.waiters.notified());
             notified.as_mut().enable();
             let counted = {
