@@ -458,7 +458,10 @@ fn main() {
                 handshake(secs).await;
                 memory().await;
             }
-            other => eprintln!("unknown benchmark {other:?}: throughput|handshake|memory|all"),
+            other => eprintln!(
+                "unknown benchmark {other:?}: throughput|handshake|memory|all \
+                 (single: ours-big|ours-small|handshake-1|ceiling)"
+            ),
         }
     });
 }
