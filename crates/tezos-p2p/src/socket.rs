@@ -945,26 +945,36 @@ impl<A: AppMessage, M> Future for Driver<A, M> {
             return Poll::Ready(());
         };
         let shared = &*this.shared;
+        // A side that is blocked has registered its wake-up; neither side
+        // can unblock the other, so only a side still moving is stepped
+        // again in this poll.
+        let (mut write_blocked, mut read_blocked) = (false, false);
         for _ in 0..STEPS_PER_POLL {
-            let wrote = match this.write.step(cx, stream, &this.key, shared) {
-                Ok(Some(step)) => step,
-                Ok(None) => {
-                    // A flushing close is done.
-                    this.finish(None);
-                    return Poll::Ready(());
+            if !write_blocked {
+                match this.write.step(cx, stream, &this.key, shared) {
+                    Ok(Some(step)) => write_blocked = matches!(step, Step::Blocked),
+                    Ok(None) => {
+                        // A flushing close is done.
+                        this.finish(None);
+                        return Poll::Ready(());
+                    }
+                    Err(e) => {
+                        this.finish(Some(e));
+                        return Poll::Ready(());
+                    }
                 }
-                Err(e) => {
-                    this.finish(Some(e));
-                    return Poll::Ready(());
+            }
+            if !read_blocked {
+                match this.read.step(cx, stream, &this.key, shared) {
+                    Ok(step) => read_blocked = matches!(step, Step::Blocked),
+                    Err(e) => {
+                        this.finish(Some(e));
+                        return Poll::Ready(());
+                    }
                 }
-            };
-            match this.read.step(cx, stream, &this.key, shared) {
-                Ok(Step::Blocked) if matches!(wrote, Step::Blocked) => return Poll::Pending,
-                Ok(_) => {}
-                Err(e) => {
-                    this.finish(Some(e));
-                    return Poll::Ready(());
-                }
+            }
+            if write_blocked && read_blocked {
+                return Poll::Pending;
             }
         }
         // Busy: let the worker's other tasks run, and come back.
