@@ -11,7 +11,7 @@ use tezos_p2p::socket::{
     authenticate, check_binary_chunks_size, AcceptOptions, AuthConfig, AuthenticatedConnection,
     SocketError,
 };
-use tezos_p2p::transport::{BoxStream, Transport};
+use tezos_p2p::transport::BoxStream;
 use tezos_p2p::wire::identity::{Identity, PowTarget};
 use tezos_p2p::wire::message::{OctezMetadata, P2pMessage, RawMessage};
 use tezos_p2p::wire::rejection::Motive;
@@ -611,36 +611,11 @@ fn binary_chunks_size_bounds() {
 /// many chunk and read boundaries.
 #[tokio::test]
 async fn tiny_pipe_reads_lose_nothing() {
-    use tezos_p2p::transport::MemoryNetwork;
-    let net = MemoryNetwork::new().with_buffer_size(7);
-    let transport = Transport::Memory(net.clone());
-    let listener = transport
-        .bind("127.0.0.1:9732".parse().unwrap())
-        .await
-        .unwrap();
-    let (c, s) = tokio::join!(transport.connect(listener.local_addr()), listener.accept());
-    let (s, caddr) = s.unwrap();
-    let sched = IoScheduler::new(SchedulerConfig {
-        read_buffer_size: 5,
-        ..SchedulerConfig::default()
-    });
-    let (c, s) = tokio::join!(
-        authenticate(
-            c.unwrap(),
-            sched.register(),
-            auth(identity(1), false, listener.local_addr())
-        ),
-        authenticate(s, sched.register(), auth(identity(2), true, caddr))
-    );
     let opts = AcceptOptions {
         binary_chunks_size: Some(100),
         ..AcceptOptions::default()
     };
-    let (c, s) = tokio::join!(
-        c.unwrap().1.accept::<RawMessage>(opts.clone()),
-        s.unwrap().1.accept::<RawMessage>(opts)
-    );
-    let (c, s) = (c.unwrap(), s.unwrap());
+    let (c, s) = memory_pair(7, 5, opts).await;
     let sizes = [0usize, 1, 5, 81, 82, 83, 500, 4096, 70_000];
     let writer = tokio::spawn({
         let s = s.clone();

@@ -5,10 +5,7 @@
 
 use proptest::prelude::*;
 
-use tezos_p2p::scheduler::{IoScheduler, SchedulerConfig};
-use tezos_p2p::socket::{authenticate, AcceptOptions, SocketError};
-use tezos_p2p::transport::{MemoryNetwork, Transport};
-use tezos_p2p::wire::message::RawMessage;
+use tezos_p2p::socket::{AcceptOptions, SocketError};
 
 mod common;
 use common::*;
@@ -53,35 +50,11 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 async fn run(case: Case) {
-    let net = MemoryNetwork::new().with_buffer_size(case.pipe);
-    let transport = Transport::Memory(net);
-    let listener = transport
-        .bind("127.0.0.1:9732".parse().unwrap())
-        .await
-        .unwrap();
-    let (c, s) = tokio::join!(transport.connect(listener.local_addr()), listener.accept());
-    let (s, caddr) = s.unwrap();
-    let sched = IoScheduler::new(SchedulerConfig {
-        read_buffer_size: case.read_buffer_size,
-        ..SchedulerConfig::default()
-    });
-    let (c, s) = tokio::join!(
-        authenticate(
-            c.unwrap(),
-            sched.register(),
-            auth(identity(1), false, listener.local_addr())
-        ),
-        authenticate(s, sched.register(), auth(identity(2), true, caddr))
-    );
     let opts = AcceptOptions {
         binary_chunks_size: case.binary_chunks_size,
         ..AcceptOptions::default()
     };
-    let (c, s) = tokio::join!(
-        c.unwrap().1.accept::<RawMessage>(opts.clone()),
-        s.unwrap().1.accept::<RawMessage>(opts)
-    );
-    let (c, s) = (c.unwrap(), s.unwrap());
+    let (c, s) = memory_pair(case.pipe, case.read_buffer_size, opts).await;
     let writer = tokio::spawn({
         let case = case.clone();
         async move {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use tezos_p2p::scheduler::IoScheduler;
+use tezos_p2p::scheduler::{IoScheduler, SchedulerConfig};
 use tezos_p2p::socket::{authenticate, AcceptOptions, AuthConfig, Connection};
-use tezos_p2p::transport::{BoxStream, TcpOptions, Transport};
+use tezos_p2p::transport::{BoxStream, MemoryNetwork, TcpOptions, Transport};
 use tezos_p2p::wire::identity::{Identity, PowStamp, PowTarget, SecretKey};
 use tezos_p2p::wire::message::{OctezMetadata, P2pMessage, RawMessage};
 use tezos_p2p::wire::version::{ChainName, NetworkVersion};
@@ -81,6 +81,36 @@ pub async fn connected_pair_on(
     let (_, c) = c.unwrap();
     let (_, s) = s.unwrap();
     let (c, s) = tokio::join!(c.accept(opts.clone()), s.accept(opts));
+    (c.unwrap(), s.unwrap())
+}
+
+/// Two accepted connections over the in-memory transport, whose pipe holds
+/// `pipe` bytes each way, both reading `read_buffer_size` bytes at a time.
+pub async fn memory_pair(
+    pipe: usize,
+    read_buffer_size: usize,
+    opts: AcceptOptions,
+) -> (Conn, Conn) {
+    let transport = Transport::Memory(MemoryNetwork::new().with_buffer_size(pipe));
+    let listener = transport
+        .bind("127.0.0.1:9732".parse().unwrap())
+        .await
+        .unwrap();
+    let (c, s) = tokio::join!(transport.connect(listener.local_addr()), listener.accept());
+    let (s, caddr) = s.unwrap();
+    let sched = IoScheduler::new(SchedulerConfig {
+        read_buffer_size,
+        ..SchedulerConfig::default()
+    });
+    let (c, s) = tokio::join!(
+        authenticate(
+            c.unwrap(),
+            sched.register(),
+            auth(identity(1), false, listener.local_addr())
+        ),
+        authenticate(s, sched.register(), auth(identity(2), true, caddr))
+    );
+    let (c, s) = tokio::join!(c.unwrap().1.accept(opts.clone()), s.unwrap().1.accept(opts));
     (c.unwrap(), s.unwrap())
 }
 
