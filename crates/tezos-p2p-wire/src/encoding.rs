@@ -50,6 +50,32 @@ pub enum DecodeError {
     /// A string that must be UTF-8 and is not.
     #[error("invalid UTF-8 string")]
     InvalidUtf8,
+    /// A value the encoding's own check refuses (Octez: a `conv` whose
+    /// function raises, e.g. an unknown protocol environment version).
+    #[error("invalid value: {0}")]
+    InvalidValue(&'static str),
+}
+
+impl DecodeError {
+    /// The constructor of Octez's `Data_encoding.Binary.read_error` that
+    /// Octez's stream reader raises for this error: `Not_enough_data`,
+    /// `Extra_bytes`, `Unexpected_tag`, `Size_limit_exceeded`,
+    /// `List_too_long`, `Invalid_int`, `Invalid_string` or
+    /// `Exception_raised_in_user_function`.
+    pub fn octez_class(&self) -> &'static str {
+        match self {
+            DecodeError::NotEnoughData => "Not_enough_data",
+            DecodeError::ExtraBytes(_) => "Extra_bytes",
+            DecodeError::UnexpectedTag(_) => "Unexpected_tag",
+            DecodeError::SizeLimitExceeded { .. } => "Size_limit_exceeded",
+            DecodeError::ListTooLong { .. } => "List_too_long",
+            DecodeError::InvalidInt { .. } => "Invalid_int",
+            DecodeError::InvalidUtf8 => "Invalid_string",
+            DecodeError::InvalidPoint(_) | DecodeError::InvalidValue(_) => {
+                "Exception_raised_in_user_function"
+            }
+        }
+    }
 }
 
 /// Why a value could not be encoded (Octez's `Encoding_error`).

@@ -322,6 +322,19 @@ pub trait AppMessage: Sized + Send + fmt::Debug + 'static {
     /// of `body`: unknown tags must give [`DecodeError::UnexpectedTag`] and
     /// unused bytes [`DecodeError::ExtraBytes`].
     fn decode(tag: u16, body: &[u8]) -> Result<Self, DecodeError>;
+
+    /// The largest size field (tag and body, as the `u32` in front of the
+    /// message counts them) a message of tag `tag` (≥ [`MIN_APP_TAG`]) may
+    /// announce, or `None` if no message has this tag. The
+    /// [`MessageDecoder`] checks it as soon as the size and the tag are
+    /// read, before the body is buffered, so a lying size costs nothing:
+    /// a bigger size is [`DecodeError::SizeLimitExceeded`] and an unknown
+    /// tag [`DecodeError::UnexpectedTag`]. The default accepts every tag up
+    /// to the global limit ([`MAX_MESSAGE_SIZE_FIELD`]).
+    fn max_size(tag: u16) -> Option<usize> {
+        let _ = tag;
+        Some(MAX_MESSAGE_SIZE_FIELD)
+    }
 }
 
 /// An application message kept as its tag and raw body. It accepts any tag
@@ -377,6 +390,10 @@ impl AppMessage for NoAppMessage {
 
     fn decode(tag: u16, _: &[u8]) -> Result<Self, DecodeError> {
         Err(DecodeError::UnexpectedTag(tag))
+    }
+
+    fn max_size(_: u16) -> Option<usize> {
+        None
     }
 }
 
@@ -536,7 +553,9 @@ const SHRINK_ABOVE: usize = 1 << 20;
 /// Feed it plaintext as chunks arrive ([`feed`](Self::feed)), then call
 /// [`next`](Self::next) until it returns `Ok(None)`. Messages may be split
 /// at any byte and several may share a chunk. A size field over the limit is
-/// an error as soon as its 4 bytes are there, before any body is buffered;
+/// an error as soon as its 4 bytes are there, and one over its tag's bound
+/// ([`AppMessage::max_size`]) as soon as the 2 bytes of the tag follow,
+/// before any body is buffered;
 /// buffering is thus bounded by one message plus one fed slice, and memory
 /// is only allocated for bytes actually fed. Consumed bytes are dropped
 /// lazily (amortised linear copying). After an error the decoder stays
@@ -634,15 +653,36 @@ impl<M: AppMessage> MessageDecoder<M> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        match self.header() {
+            Ok(Some(total)) if self.buffered() >= total => Ok(Some(total)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The whole length of the next message (size field included) once its
+    /// size field is there, checked against the limit and, once the tag is
+    /// there too, against the tag's own bound ([`AppMessage::max_size`]).
+    fn header(&self) -> Result<Option<usize>, DecodeError> {
         let avail = &self.buf[self.pos..];
         let Some(&[a, b, c, d]) = avail.get(..SIZE_FIELD_LEN) else {
             return Ok(None);
         };
-        match check_size_field(u32::from_be_bytes([a, b, c, d]), self.limit) {
-            Ok(total) if avail.len() >= total => Ok(Some(total)),
-            Ok(_) => Ok(None),
-            Err(e) => Err(self.fail(e)),
+        let size = u32::from_be_bytes([a, b, c, d]);
+        let total = check_size_field(size, self.limit)?;
+        if let Some(&[t0, t1]) = avail.get(SIZE_FIELD_LEN..SIZE_FIELD_LEN + 2) {
+            let tag = u16::from_be_bytes([t0, t1]);
+            if tag >= MIN_APP_TAG {
+                let max = M::max_size(tag).ok_or(DecodeError::UnexpectedTag(tag))?;
+                if size as usize > max {
+                    return Err(DecodeError::SizeLimitExceeded {
+                        size: size as usize,
+                        limit: max,
+                    });
+                }
+            }
         }
+        Ok(Some(total))
     }
 
     /// The next whole message and its size on the wire (size field
@@ -653,15 +693,12 @@ impl<M: AppMessage> MessageDecoder<M> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let avail = &self.buf[self.pos..];
-        let Some(&[a, b, c, d]) = avail.get(..SIZE_FIELD_LEN) else {
-            return Ok(None);
-        };
-        let total = match check_size_field(u32::from_be_bytes([a, b, c, d]), self.limit) {
-            Ok(total) => total,
+        let total = match self.header() {
+            Ok(Some(total)) => total,
+            Ok(None) => return Ok(None),
             Err(e) => return Err(self.fail(e)),
         };
-        let Some(whole) = avail.get(SIZE_FIELD_LEN..total) else {
+        let Some(whole) = self.buf[self.pos..].get(SIZE_FIELD_LEN..total) else {
             return Ok(None);
         };
         match decode_message_payload(whole) {
