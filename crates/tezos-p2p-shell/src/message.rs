@@ -522,6 +522,17 @@ impl ShellMessage {
         from_fields(tag, fields)
     }
 
+    /// The message whose fields these are, told from their keys as Octez's
+    /// JSON union does (`{"get_current_head": "Net…"}` is a
+    /// `Get_current_head`); the same as deserializing a [`ShellMessage`].
+    pub fn from_octez_json(fields: &Value) -> Result<ShellMessage, String> {
+        let tag = fields
+            .as_object()
+            .and_then(tag_of_fields)
+            .ok_or_else(|| "not the fields of a shell message".to_string())?;
+        from_fields(tag, fields)
+    }
+
     /// Octez's stream reader on the first bytes of a wire message, **`u32`
     /// size included**: `Err` if it would already have failed with only
     /// these bytes, `Ok(())` if it would wait for more (or if the message is
@@ -895,12 +906,7 @@ fn from_fields(tag: u16, fields: &Value) -> Result<ShellMessage, String> {
 impl<'de> Deserialize<'de> for ShellMessage {
     /// Reads the fields object; which message it is follows from its keys.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        let tag = v
-            .as_object()
-            .and_then(tag_of_fields)
-            .ok_or_else(|| D::Error::custom("not the fields of a shell message"))?;
-        from_fields(tag, &v).map_err(D::Error::custom)
+        ShellMessage::from_octez_json(&Value::deserialize(d)?).map_err(D::Error::custom)
     }
 }
 
@@ -1173,6 +1179,7 @@ mod tests {
             ShellMessage::from_json("Get_predecessor_header", &j).unwrap(),
             m
         );
+        assert_eq!(ShellMessage::from_octez_json(&j).unwrap(), m);
         assert!(ShellMessage::from_json("Deactivate", &j).is_err());
         assert!(ShellMessage::from_json("Nope", &j).is_err());
         assert!(serde_json::from_value::<ShellMessage>(serde_json::json!({"x": 1})).is_err());

@@ -280,6 +280,7 @@ fn check_valid(v: &Value) -> usize {
         msg,
         "{name}: from_json"
     );
+    assert_eq!(ShellMessage::from_octez_json(&json).unwrap(), msg, "{name}");
     let text = serde_json::to_string(&msg).unwrap();
     assert_eq!(serde_json::from_str::<ShellMessage>(&text).unwrap(), msg);
 
