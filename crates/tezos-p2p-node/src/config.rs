@@ -11,9 +11,8 @@ use serde::Deserialize;
 use tezos_p2p::limits::Limits;
 use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::point::{Point, PointParseError};
-use tezos_p2p_wire::version::{
-    ChainName, GHOSTNET_CHAIN_NAME, MAINNET_CHAIN_NAME, SANDBOXED_SANDBOX_CHAIN_NAME,
-};
+
+use crate::network::{Network, NetworkName};
 
 /// Settings shared by the flags of `run` and its config file (whose keys
 /// are the flags' names without `--`; `peer` may also be written `peers`).
@@ -31,12 +30,28 @@ pub struct Settings {
     #[arg(long = "peer", value_name = "POINT[#PEER_ID]")]
     #[serde(default, alias = "peers")]
     pub peer: Vec<String>,
-    /// mainnet, ghostnet or sandbox [default: sandbox].
+    /// The network: a Tezos chain (the node speaks the shell's messages)
+    /// or octez-p2p-node's network (Text and Bytes) [default: sandbox].
     #[arg(long, value_name = "NAME")]
-    pub network: Option<String>,
-    /// A chain name, overriding --network's.
+    pub network: Option<NetworkName>,
+    /// A chain name, overriding the network's; empty ("") for
+    /// octez-p2p-node's network.
     #[arg(long, value_name = "NAME")]
     pub chain_name: Option<String>,
+    /// The chain id (Net…) of a chain given by --chain-name [default: the
+    /// network's, from its genesis block].
+    #[arg(long, value_name = "ID")]
+    pub chain_id: Option<String>,
+    /// Dial only the --peer points, not the network's default bootstrap
+    /// peers.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_bootstrap_peers: bool,
+    /// Announce that the node keeps no mempool: peers then send their
+    /// heads without their mempool's operations.
+    #[arg(long)]
+    #[serde(default)]
+    pub disable_mempool: bool,
     /// Proof of work required of peers, and of a generated identity
     /// [default: 26].
     #[arg(long, value_name = "F")]
@@ -106,6 +121,9 @@ impl Settings {
             },
             network: self.network.or(file.network),
             chain_name: self.chain_name.or(file.chain_name),
+            chain_id: self.chain_id.or(file.chain_id),
+            no_bootstrap_peers: self.no_bootstrap_peers || file.no_bootstrap_peers,
+            disable_mempool: self.disable_mempool || file.disable_mempool,
             expected_pow: self.expected_pow.or(file.expected_pow),
             private_mode: self.private_mode || file.private_mode,
             connections: self.connections.or(file.connections),
@@ -141,7 +159,9 @@ pub struct RunConfig {
     pub net_addr: SocketAddr,
     pub advertised_port: Option<u16>,
     pub trusted_points: Vec<(Point, Option<PeerId>)>,
-    pub chain_name: ChainName,
+    pub bootstrap_hosts: Vec<String>,
+    pub network: Network,
+    pub disable_mempool: bool,
     pub expected_pow: f64,
     pub private_mode: bool,
     pub limits: Limits,
@@ -191,18 +211,6 @@ pub fn parse_peer(s: &str) -> Result<(Point, Option<PeerId>), String> {
     }
 }
 
-/// The chain name of `--network`.
-pub fn network_chain(name: &str) -> Result<ChainName, String> {
-    match name {
-        "mainnet" => Ok(ChainName::from(MAINNET_CHAIN_NAME)),
-        "ghostnet" => Ok(ChainName::from(GHOSTNET_CHAIN_NAME)),
-        "sandbox" => Ok(ChainName::from(SANDBOXED_SANDBOX_CHAIN_NAME)),
-        other => Err(format!(
-            "invalid --network {other:?}: expected mainnet, ghostnet or sandbox"
-        )),
-    }
-}
-
 /// Limits from `--connections N`: min N/2 (1 when N = 1), expected N, max
 /// 3N/2, known tables (8N, 6N).
 pub fn apply_connections(limits: &mut Limits, n: usize) {
@@ -239,15 +247,16 @@ impl Settings {
             .iter()
             .map(|p| parse_peer(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut chain_name = network_chain(self.network.as_deref().unwrap_or("sandbox"))?;
-        if let Some(name) = self.chain_name {
-            if name.is_empty() || name.len() > 128 {
-                return Err(format!(
-                    "invalid --chain-name {name:?}: must be 1 to 128 bytes"
-                ));
-            }
-            chain_name = ChainName::from(name);
-        }
+        let network = Network::from_flags(
+            self.network.unwrap_or(NetworkName::Sandbox),
+            self.chain_name,
+            self.chain_id,
+        )?;
+        let bootstrap_hosts = if self.no_bootstrap_peers {
+            vec![]
+        } else {
+            network.bootstrap_peers().to_vec()
+        };
         let expected_pow = self.expected_pow.unwrap_or(26.0);
         if !(0.0..=256.0).contains(&expected_pow) {
             return Err(format!(
@@ -307,7 +316,10 @@ impl Settings {
             net_addr,
             advertised_port: self.advertised_net_port,
             trusted_points,
-            chain_name,
+            bootstrap_hosts,
+            // octez-p2p-node announces `disable_mempool`: its network has none.
+            disable_mempool: self.disable_mempool || network.chain_id().is_none(),
+            network,
             expected_pow,
             private_mode: self.private_mode,
             limits,

@@ -1,9 +1,12 @@
 //! `tezos-p2p-node`: an identity tool, a P2P node with Octez's RPC and
 //! metrics, and an in-process swarm demo.
 
+mod app;
+mod chain;
 mod config;
 mod identity;
 mod message;
+mod network;
 mod node;
 mod rpc;
 mod swarm;
@@ -16,7 +19,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 
-use crate::config::Settings;
+use crate::app::App;
+use crate::config::{RunConfig, Settings};
+use crate::message::P2pNodeMessage;
 use crate::node::{Node, NodeParams};
 
 /// A Tezos (Octez) peer-to-peer node.
@@ -183,21 +188,37 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let rpc_listener = tokio::net::TcpListener::bind(cfg.rpc_addr)
         .await
         .map_err(|e| format!("cannot listen for RPC on {}: {e}", cfg.rpc_addr))?;
-    let node = Node::start(NodeParams {
+    let params = NodeParams {
         identity: Arc::new(identity),
         listen: cfg.net_addr,
         advertised_port: cfg.advertised_port,
         trusted_points: cfg.trusted_points.clone(),
+        bootstrap_hosts: cfg.bootstrap_hosts.clone(),
         peers_file: Some(dir.join("peers.json")),
-        chain_name: cfg.chain_name.clone(),
+        network: cfg.network.clone(),
         expected_pow: cfg.expected_pow,
         private_mode: cfg.private_mode,
+        disable_mempool: cfg.disable_mempool,
         disable_peer_discovery: cfg.disable_peer_discovery,
         limits: cfg.limits.clone(),
         ping_interval: cfg.ping_interval,
         discovery: cfg.discovery_addr,
-    })
-    .await?;
+    };
+    if cfg.network.chain_id().is_some() {
+        serve::<tezos_p2p_shell::ShellMessage>(params, rpc_listener, &cfg, &dir).await
+    } else {
+        serve::<P2pNodeMessage>(params, rpc_listener, &cfg, &dir).await
+    }
+}
+
+/// Runs a node of `M`'s network until SIGINT or SIGTERM.
+async fn serve<M: App>(
+    params: NodeParams,
+    rpc_listener: tokio::net::TcpListener,
+    cfg: &RunConfig,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    let node = Node::<M>::start(params).await?;
     let app = rpc::router(node.clone());
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(rpc_listener, app).await {
@@ -208,14 +229,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
         peer_id = %node.net.peer_id(),
         p2p = %cfg.net_addr,
         rpc = %cfg.rpc_addr,
-        chain = %cfg.chain_name,
+        network = %cfg.network,
         "node running"
     );
     println!(
-        "tezos-p2p-node: peer {} listening on {} (chain {}), RPC on http://{}",
+        "tezos-p2p-node: peer {} listening on {} ({}), RPC on http://{}",
         node.net.peer_id(),
         cfg.net_addr,
-        cfg.chain_name,
+        cfg.network,
         cfg.rpc_addr
     );
     wait_for_signal().await?;

@@ -1,125 +1,89 @@
-//! The node's application messages: Text (0x10) and Bytes (0x11) as in
-//! `octez-p2p-node`, and any other tag from 0x10 up kept opaque, so that the
-//! node can sit on a real Tezos network without greylisting honest peers.
+//! `octez-p2p-node`'s messages (`src/lib_shell/p2p_node.ml`): Text (0x10,
+//! `obj1 (req "content" string)`) and Bytes (0x11, `obj1 (req "content"
+//! bytes)`), both a `u32` length then the content. No other tag exists on
+//! that network: Octez refuses any other one as a decoding error.
 
 use tezos_p2p_wire::encoding::{DecodeError, EncodeError};
-use tezos_p2p_wire::message::{AppMessage, MIN_APP_TAG};
+use tezos_p2p_wire::message::AppMessage;
 
-/// Tag of a Text message (u32-length-prefixed UTF-8).
+/// Tag of a Text message.
 pub const TAG_TEXT: u16 = 0x10;
-/// Tag of a Bytes message (u32-length-prefixed bytes).
+/// Tag of a Bytes message.
 pub const TAG_BYTES: u16 = 0x11;
-/// Largest body accepted for any application message (8 MiB).
-pub const MAX_BODY: usize = 8 << 20;
+/// Largest content accepted (8 MiB; Octez bounds only the whole message,
+/// at 100 MiB: see the README's differences from Octez).
+pub const MAX_CONTENT: usize = 8 << 20;
 
-/// An application message of the node.
+/// A message of `octez-p2p-node`'s network.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeMessage {
-    /// Tag 0x10: a UTF-8 text.
+pub enum P2pNodeMessage {
+    /// Tag 0x10: a text. Octez's `string` is any bytes; content that is not
+    /// UTF-8 is read with U+FFFD replacements rather than refused, so that
+    /// an honest peer is never greylisted for it.
     Text(String),
     /// Tag 0x11: bytes.
     Bytes(Vec<u8>),
-    /// Any other tag from 0x12 up, body kept as is.
-    Other {
-        /// The tag.
-        tag: u16,
-        /// The body after the tag.
-        body: Vec<u8>,
-    },
 }
 
-impl NodeMessage {
-    /// The body after the tag, as sent on the wire.
-    pub fn body(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        // Encoding an in-memory message cannot fail but for size.
-        let _ = self.encode_body(&mut out);
-        out
+impl P2pNodeMessage {
+    /// The content as sent.
+    pub fn content(&self) -> &[u8] {
+        match self {
+            P2pNodeMessage::Text(t) => t.as_bytes(),
+            P2pNodeMessage::Bytes(b) => b,
+        }
     }
 
-    /// The text of a Text message.
-    pub fn text(&self) -> Option<&str> {
+    /// Octez's case title.
+    pub fn name(&self) -> &'static str {
         match self {
-            NodeMessage::Text(t) => Some(t),
-            _ => None,
+            P2pNodeMessage::Text(_) => "Text",
+            P2pNodeMessage::Bytes(_) => "Bytes",
         }
     }
 }
 
-fn put_prefixed(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), EncodeError> {
-    if bytes.len() > MAX_BODY {
-        return Err(EncodeError::SizeLimitExceeded {
-            size: bytes.len(),
-            limit: MAX_BODY,
-        });
-    }
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
-    Ok(())
-}
-
-fn get_prefixed(body: &[u8]) -> Result<&[u8], DecodeError> {
-    let Some((len, rest)) = body.split_first_chunk::<4>() else {
-        return Err(DecodeError::NotEnoughData);
-    };
-    let len = u32::from_be_bytes(*len) as usize;
-    if len > MAX_BODY {
-        return Err(DecodeError::SizeLimitExceeded {
-            size: len,
-            limit: MAX_BODY,
-        });
-    }
-    match rest.len().cmp(&len) {
-        std::cmp::Ordering::Less => Err(DecodeError::NotEnoughData),
-        std::cmp::Ordering::Greater => Err(DecodeError::ExtraBytes(rest.len() - len)),
-        std::cmp::Ordering::Equal => Ok(rest),
-    }
-}
-
-impl AppMessage for NodeMessage {
+impl AppMessage for P2pNodeMessage {
     fn tag(&self) -> u16 {
         match self {
-            NodeMessage::Text(_) => TAG_TEXT,
-            NodeMessage::Bytes(_) => TAG_BYTES,
-            NodeMessage::Other { tag, .. } => *tag,
+            P2pNodeMessage::Text(_) => TAG_TEXT,
+            P2pNodeMessage::Bytes(_) => TAG_BYTES,
         }
+    }
+
+    fn size_hint(&self) -> usize {
+        4 + self.content().len()
     }
 
     fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        match self {
-            NodeMessage::Text(t) => put_prefixed(out, t.as_bytes()),
-            NodeMessage::Bytes(b) => put_prefixed(out, b),
-            NodeMessage::Other { body, .. } => {
-                if body.len() > MAX_BODY {
-                    return Err(EncodeError::SizeLimitExceeded {
-                        size: body.len(),
-                        limit: MAX_BODY,
-                    });
-                }
-                out.extend_from_slice(body);
-                Ok(())
-            }
+        let content = self.content();
+        if content.len() > MAX_CONTENT {
+            return Err(EncodeError::SizeLimitExceeded {
+                size: content.len(),
+                limit: MAX_CONTENT,
+            });
         }
+        out.extend_from_slice(&(content.len() as u32).to_be_bytes());
+        out.extend_from_slice(content);
+        Ok(())
     }
 
     fn decode(tag: u16, body: &[u8]) -> Result<Self, DecodeError> {
-        match tag {
-            TAG_TEXT => {
-                let b = get_prefixed(body)?;
-                let s = std::str::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)?;
-                Ok(NodeMessage::Text(s.to_owned()))
-            }
-            TAG_BYTES => Ok(NodeMessage::Bytes(get_prefixed(body)?.to_vec())),
-            t if t < MIN_APP_TAG => Err(DecodeError::UnexpectedTag(t)),
-            _ if body.len() > MAX_BODY => Err(DecodeError::SizeLimitExceeded {
-                size: body.len(),
-                limit: MAX_BODY,
-            }),
-            t => Ok(NodeMessage::Other {
-                tag: t,
-                body: body.to_vec(),
-            }),
-        }
+        let mut r = tezos_p2p_wire::encoding::Reader::new(body);
+        let content = match tag {
+            TAG_TEXT | TAG_BYTES => r.bounded_bytes(4 + MAX_CONTENT)?,
+            t => return Err(DecodeError::UnexpectedTag(t)),
+        };
+        r.finish()?;
+        Ok(if tag == TAG_TEXT {
+            P2pNodeMessage::Text(String::from_utf8_lossy(content).into_owned())
+        } else {
+            P2pNodeMessage::Bytes(content.to_vec())
+        })
+    }
+
+    fn max_size(tag: u16) -> Option<usize> {
+        matches!(tag, TAG_TEXT | TAG_BYTES).then_some(2 + 4 + MAX_CONTENT)
     }
 }
 
@@ -127,29 +91,42 @@ impl AppMessage for NodeMessage {
 mod tests {
     use super::*;
 
-    #[test]
-    fn text_is_u32_prefixed_utf8() {
-        let m = NodeMessage::Text("hi".into());
-        assert_eq!(m.body(), [0, 0, 0, 2, b'h', b'i']);
-        assert_eq!(NodeMessage::decode(0x10, &m.body()).unwrap(), m);
-        assert!(NodeMessage::decode(0x10, &[0, 0, 0, 1, 0xff]).is_err());
-        assert!(NodeMessage::decode(0x10, &[0, 0, 0, 3, b'a']).is_err());
-        assert!(NodeMessage::decode(0x10, &[0, 0, 0, 0, b'a']).is_err());
+    fn body(m: &P2pNodeMessage) -> Vec<u8> {
+        let mut out = Vec::new();
+        m.encode_body(&mut out).unwrap();
+        out
     }
 
     #[test]
-    fn other_tags_are_opaque_and_low_tags_refused() {
-        let m = NodeMessage::decode(0x20, b"abc").unwrap();
+    fn text_and_bytes_are_u32_prefixed() {
+        let m = P2pNodeMessage::Text("hi".into());
+        assert_eq!(body(&m), [0, 0, 0, 2, b'h', b'i']);
+        assert_eq!(P2pNodeMessage::decode(0x10, &body(&m)).unwrap(), m);
+        let b = P2pNodeMessage::decode(0x11, &[0, 0, 0, 1, 7]).unwrap();
+        assert_eq!(b, P2pNodeMessage::Bytes(vec![7]));
         assert_eq!(
-            m,
-            NodeMessage::Other {
-                tag: 0x20,
-                body: b"abc".to_vec()
-            }
+            P2pNodeMessage::decode(0x10, &[0, 0, 0, 3, b'a']),
+            Err(DecodeError::NotEnoughData)
         );
-        assert_eq!(m.body(), b"abc");
-        assert!(NodeMessage::decode(0x05, b"").is_err());
-        let b = NodeMessage::decode(0x11, &[0, 0, 0, 1, 7]).unwrap();
-        assert_eq!(b, NodeMessage::Bytes(vec![7]));
+        assert_eq!(
+            P2pNodeMessage::decode(0x10, &[0, 0, 0, 0, b'a']),
+            Err(DecodeError::ExtraBytes(1))
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_read_not_refused() {
+        let m = P2pNodeMessage::decode(0x10, &[0, 0, 0, 2, b'a', 0xff]).unwrap();
+        assert_eq!(m, P2pNodeMessage::Text("a\u{fffd}".into()));
+    }
+
+    #[test]
+    fn other_tags_are_refused_as_soon_as_they_are_read() {
+        assert_eq!(
+            P2pNodeMessage::decode(0x12, b""),
+            Err(DecodeError::UnexpectedTag(0x12))
+        );
+        assert_eq!(P2pNodeMessage::max_size(0x20), None);
+        assert_eq!(P2pNodeMessage::max_size(0x10), Some(6 + MAX_CONTENT));
     }
 }

@@ -1,16 +1,16 @@
 //! A running node: the pool, the inbox of received messages, counters for
-//! the metrics, and the background tasks (receive loop, event counting,
-//! first dial of the trusted points, ping).
+//! the metrics, the chain state on a Tezos chain, and the background tasks
+//! (receive loop, event counting, first dial of the trusted points, ping).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use tezos_p2p::discovery::DiscoveryConfig;
 use tezos_p2p::events::P2pEvent;
@@ -21,50 +21,80 @@ use tezos_p2p::{Config, Net, NetError};
 use tezos_p2p_wire::identity::{Identity, PeerId, PowTarget};
 use tezos_p2p_wire::message::OctezMetadata;
 use tezos_p2p_wire::point::Point;
-use tezos_p2p_wire::version::{ChainName, SupportedVersions};
+use tezos_p2p_wire::version::SupportedVersions;
 
-use crate::message::NodeMessage;
+use crate::app::{App, Conn};
+use crate::chain::Chain;
+use crate::network::Network;
 
-/// The pool type of the node.
-pub type P2p = Net<NodeMessage, OctezMetadata, OctezPeerMetadata>;
+/// The pool type of a node running `M`.
+pub type P2p<M> = Net<M, OctezMetadata, OctezPeerMetadata>;
 
-/// Messages kept for `GET /messages`.
-pub const INBOX_SIZE: usize = 1000;
+/// At most this many messages are kept for `GET /messages`…
+pub const INBOX_LEN: usize = 1000;
+/// …and at most this many bytes of them (sizes on the wire).
+pub const INBOX_BYTES: usize = 16 << 20;
 
 /// A received application message.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub struct Received<M> {
     /// Sequence number, from 1.
     pub seq: u64,
     /// The sender.
     pub peer_id: PeerId,
-    /// The message's tag.
-    pub tag: u16,
     /// Its size on the wire.
     pub size: usize,
-    /// Its body after the tag.
-    pub body: Vec<u8>,
-    /// Its text, for a Text message.
-    pub text: Option<String>,
+    /// The message.
+    pub msg: M,
     /// When it arrived.
     pub received_at: SystemTime,
 }
 
-/// The most recent received messages.
-#[derive(Debug, Default)]
-pub struct Inbox {
+/// The most recent received messages, bounded in number and bytes.
+#[derive(Debug)]
+pub struct Inbox<M> {
     next_seq: u64,
-    items: VecDeque<Received>,
+    bytes: usize,
+    items: VecDeque<Received<M>>,
 }
 
-impl Inbox {
+impl<M> Default for Inbox<M> {
+    fn default() -> Self {
+        Inbox {
+            next_seq: 0,
+            bytes: 0,
+            items: VecDeque::new(),
+        }
+    }
+}
+
+impl<M: Clone> Inbox<M> {
     /// Messages after `since`, oldest first.
-    pub fn since(&self, since: u64) -> Vec<Received> {
+    pub fn since(&self, since: u64) -> Vec<Received<M>> {
         self.items
             .iter()
             .filter(|m| m.seq > since)
             .cloned()
             .collect()
+    }
+
+    fn push(&mut self, peer_id: PeerId, size: usize, msg: M) {
+        self.next_seq += 1;
+        while !self.items.is_empty()
+            && (self.items.len() >= INBOX_LEN || self.bytes + size > INBOX_BYTES)
+        {
+            if let Some(old) = self.items.pop_front() {
+                self.bytes -= old.size;
+            }
+        }
+        self.bytes += size;
+        self.items.push_back(Received {
+            seq: self.next_seq,
+            peer_id,
+            size,
+            msg,
+            received_at: SystemTime::now(),
+        });
     }
 }
 
@@ -87,6 +117,18 @@ pub struct Counters {
     pub swap_ignored: AtomicU64,
     pub swap_success: AtomicU64,
     pub swap_fail: AtomicU64,
+    /// Application messages received and sent, per kind (Octez's case
+    /// title).
+    pub by_kind: Mutex<BTreeMap<&'static str, KindCount>>,
+}
+
+/// Messages of one kind received and sent.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KindCount {
+    /// Received.
+    pub received: u64,
+    /// Sent (queued).
+    pub sent: u64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -112,6 +154,23 @@ impl Counters {
         }
     }
 
+    fn kind(&self, name: &'static str, f: impl FnOnce(&mut KindCount)) {
+        f(self
+            .by_kind
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name)
+            .or_default());
+    }
+
+    /// The per-kind counts.
+    pub fn kinds(&self) -> BTreeMap<&'static str, KindCount> {
+        self.by_kind
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Reads a counter.
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
@@ -125,10 +184,14 @@ pub struct NodeParams {
     pub listen: SocketAddr,
     pub advertised_port: Option<u16>,
     pub trusted_points: Vec<(Point, Option<PeerId>)>,
+    /// Host names to resolve and dial at start (the network's default
+    /// bootstrap peers); one that does not resolve is a warning.
+    pub bootstrap_hosts: Vec<String>,
     pub peers_file: Option<PathBuf>,
-    pub chain_name: ChainName,
+    pub network: Network,
     pub expected_pow: f64,
     pub private_mode: bool,
+    pub disable_mempool: bool,
     pub disable_peer_discovery: bool,
     pub limits: Limits,
     pub ping_interval: Option<Duration>,
@@ -137,11 +200,15 @@ pub struct NodeParams {
 }
 
 /// A running node.
-pub struct Node {
+pub struct Node<M: App> {
     /// The pool.
-    pub net: P2p,
+    pub net: P2p<M>,
+    /// The network it is on.
+    pub network: Network,
+    /// The chain state, on a Tezos chain.
+    pub chain: Option<Arc<Chain>>,
     /// Received messages.
-    pub inbox: Mutex<Inbox>,
+    pub inbox: Mutex<Inbox<M>>,
     /// Metric counters.
     pub counters: Counters,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -151,11 +218,15 @@ pub struct Node {
 /// until a connection runs.
 const FIRST_DIALS: usize = 10;
 
-impl Node {
+impl<M: App> Node<M> {
     /// Creates and activates the pool and starts the node's tasks.
-    pub async fn start(p: NodeParams) -> Result<Arc<Node>, String> {
+    pub async fn start(p: NodeParams) -> Result<Arc<Node<M>>, String> {
         let target = PowTarget::new(p.expected_pow)
             .map_err(|_| format!("invalid proof-of-work level {}", p.expected_pow))?;
+        let versions = SupportedVersions {
+            distributed_db_versions: p.network.distributed_db_versions().to_vec(),
+            ..SupportedVersions::octez(p.network.chain_name().clone())
+        };
         let config = Config {
             listening_addr: Some(p.listen),
             advertised_port: p.advertised_port,
@@ -164,9 +235,9 @@ impl Node {
             private_mode: p.private_mode,
             identity: p.identity.clone(),
             proof_of_work_target: target,
-            versions: SupportedVersions::octez(p.chain_name.clone()),
+            versions,
             metadata: OctezMetadata {
-                disable_mempool: false,
+                disable_mempool: p.disable_mempool,
                 private_node: p.private_mode,
             },
             reconnection: Default::default(),
@@ -174,7 +245,7 @@ impl Node {
             transport: Transport::Tcp(TcpOptions::from_env()),
             seed: None,
         };
-        let net: P2p = Net::create(config, p.limits.clone())
+        let net: P2p<M> = Net::create(config, p.limits.clone())
             .await
             .map_err(|e| match e {
                 NetError::FailedToOpenListeningSocket { addr, reason } => {
@@ -182,25 +253,47 @@ impl Node {
                 }
                 e => format!("cannot create the pool: {e}"),
             })?;
-        net.activate();
-        if let Some(addr) = p.discovery {
-            net.start_discovery(DiscoveryConfig {
-                addr,
-                trust_discovered_peers: false,
-            })
-            .map_err(|e| format!("cannot start local discovery on {addr}: {e}"))?;
-        }
         let node = Arc::new(Node {
             net,
+            chain: p.network.chain_id().map(|id| Arc::new(Chain::new(id))),
+            network: p.network.clone(),
             inbox: Mutex::new(Inbox::default()),
             counters: Counters::default(),
             tasks: Mutex::new(Vec::new()),
         });
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(recv_loop(node.clone())));
-        tasks.push(tokio::spawn(count_events(node.clone())));
+        // The hooks hold the node weakly: the pool holds the hooks.
+        let weak: Weak<Node<M>> = Arc::downgrade(&node);
+        node.net.on_new_connection(move |conn| {
+            if let Some(node) = weak.upgrade() {
+                M::on_connection(&node, conn);
+            }
+        });
+        if let Some(chain) = &node.chain {
+            let chain = Arc::downgrade(chain);
+            node.net.on_disconnection(move |conn| {
+                if let Some(chain) = chain.upgrade() {
+                    chain.forget_peer(&conn.peer_id());
+                }
+            });
+        }
+        node.net.activate();
+        if let Some(addr) = p.discovery {
+            node.net
+                .start_discovery(DiscoveryConfig {
+                    addr,
+                    trust_discovered_peers: false,
+                })
+                .map_err(|e| format!("cannot start local discovery on {addr}: {e}"))?;
+        }
+        let mut tasks = vec![
+            tokio::spawn(recv_loop(node.clone())),
+            tokio::spawn(count_events(node.clone())),
+        ];
         for (point, expected) in p.trusted_points {
             tasks.push(tokio::spawn(first_dial(node.net.clone(), point, expected)));
+        }
+        for host in p.bootstrap_hosts {
+            tasks.push(tokio::spawn(bootstrap(node.net.clone(), host)));
         }
         if let Some(every) = p.ping_interval {
             tasks.push(tokio::spawn(ping_loop(node.clone(), every)));
@@ -209,26 +302,50 @@ impl Node {
         Ok(node)
     }
 
+    fn sent(&self, msg: &M, n: usize) {
+        if n > 0 {
+            self.counters
+                .user_message_sent
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.counters.kind(msg.name(), |k| k.sent += n as u64);
+        }
+    }
+
     /// Broadcasts `msg` to every running connection; returns to how many
     /// it was queued.
-    pub fn broadcast(&self, msg: &NodeMessage) -> Result<usize, NetError> {
+    pub fn broadcast(&self, msg: &M) -> Result<usize, NetError> {
         let n = self.net.broadcast(msg, None, None)?;
         inc(&self.counters.broadcast_message_sent);
-        self.counters
-            .user_message_sent
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.sent(msg, n);
         Ok(n)
     }
 
     /// Sends `msg` to `peer`.
-    pub async fn send(&self, peer: &PeerId, msg: NodeMessage) -> Result<(), NetError> {
+    pub async fn send(&self, peer: &PeerId, msg: M) -> Result<(), NetError> {
         let conn = self
             .net
             .find_connection_by_peer_id(peer)
             .ok_or(NetError::NotConnected)?;
+        let name = msg.name();
         self.net.send(&conn, msg).await?;
-        inc(&self.counters.user_message_sent);
+        self.counters
+            .user_message_sent
+            .fetch_add(1, Ordering::Relaxed);
+        self.counters.kind(name, |k| k.sent += 1);
         Ok(())
+    }
+
+    /// Queues `msg` on `conn` if there is room.
+    pub fn try_send(&self, conn: &Conn<M>, msg: M) -> bool {
+        let name = msg.name();
+        let queued = conn.try_send(msg);
+        if queued {
+            self.counters
+                .user_message_sent
+                .fetch_add(1, Ordering::Relaxed);
+            self.counters.kind(name, |k| k.sent += 1);
+        }
+        queued
     }
 
     /// Stops the tasks and the pool (which saves the peers file).
@@ -240,43 +357,20 @@ impl Node {
     }
 }
 
-async fn recv_loop(node: Arc<Node>) {
+async fn recv_loop<M: App>(node: Arc<Node<M>>) {
     loop {
         let (conn, size, msg) = node.net.recv_any().await;
-        let peer_id = conn.peer_id();
-        let text = msg.text().map(str::to_owned);
-        match &text {
-            Some(t) => info!(peer = %peer_id, text = %t, "text message received"),
-            None => debug!(peer = %peer_id, tag = msg_tag(&msg), size, "message received"),
-        }
         inc(&node.counters.user_message_received);
         node.counters
             .user_bytes_received
             .fetch_add(size as u64, Ordering::Relaxed);
-        let mut inbox = node.inbox.lock().unwrap();
-        inbox.next_seq += 1;
-        let seq = inbox.next_seq;
-        if inbox.items.len() == INBOX_SIZE {
-            inbox.items.pop_front();
-        }
-        inbox.items.push_back(Received {
-            seq,
-            peer_id,
-            tag: msg_tag(&msg),
-            size,
-            body: msg.body(),
-            text,
-            received_at: SystemTime::now(),
-        });
+        node.counters.kind(msg.name(), |k| k.received += 1);
+        M::on_message(&node, &conn, &msg);
+        node.inbox.lock().unwrap().push(conn.peer_id(), size, msg);
     }
 }
 
-fn msg_tag(m: &NodeMessage) -> u16 {
-    use tezos_p2p_wire::message::AppMessage;
-    m.tag()
-}
-
-async fn count_events(node: Arc<Node>) {
+async fn count_events<M: App>(node: Arc<Node<M>>) {
     let mut rx = node.net.events();
     loop {
         match rx.recv().await {
@@ -293,7 +387,7 @@ async fn count_events(node: Arc<Node>) {
 /// Dials a trusted point at start, so that it is contacted even without the
 /// maintenance; gives up after a few attempts (the maintenance, when on,
 /// keeps trying).
-async fn first_dial(net: P2p, point: Point, expected: Option<PeerId>) {
+async fn first_dial<M: App>(net: P2p<M>, point: Point, expected: Option<PeerId>) {
     for attempt in 0..FIRST_DIALS {
         if net.find_connection_by_point(&point).is_some()
             || expected.is_some_and(|p| net.find_connection_by_peer_id(&p).is_some())
@@ -317,14 +411,43 @@ async fn first_dial(net: P2p, point: Point, expected: Option<PeerId>) {
     }
 }
 
-async fn ping_loop(node: Arc<Node>, every: Duration) {
-    let mut n = 0u64;
+/// Resolves a default bootstrap peer (`host[:port]`, port 9732 by
+/// default), registers its addresses as trusted points and dials one. A
+/// host that does not resolve is a warning.
+async fn bootstrap<M: App>(net: P2p<M>, host: String) {
+    let target = if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host.clone()
+    } else {
+        format!("{host}:9732")
+    };
+    let resolved = tokio::net::lookup_host(target.as_str()).await;
+    let addrs: Vec<SocketAddr> = match resolved {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            warn!(host = ?host, error = %e, "bootstrap peer does not resolve");
+            return;
+        }
+    };
+    let Some(addr) = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) else {
+        warn!(host = ?host, "bootstrap peer resolves to no address");
+        return;
+    };
+    let point = Point::from(*addr);
+    net.trust_point(point);
+    first_dial(net, point, None).await;
+}
+
+async fn ping_loop<M: App>(node: Arc<Node<M>>, every: Duration) {
+    let Some(msg) = M::ping(&node.net.peer_id()) else {
+        return;
+    };
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
-        n += 1;
-        let msg = NodeMessage::Text(format!("ping {n} from {}", node.net.peer_id()));
         match node.broadcast(&msg) {
             Ok(k) => debug!(sent_to = k, "ping broadcast"),
             Err(e) => debug!(error = %e, "ping broadcast failed"),

@@ -23,14 +23,14 @@ use tezos_p2p::scheduler::Stat;
 use tezos_p2p::socket::ConnectionInfo;
 use tezos_p2p::NetError;
 use tezos_p2p_wire::identity::PeerId;
-use tezos_p2p_wire::message::{AppMessage, OctezMetadata, MIN_APP_TAG};
+use tezos_p2p_wire::message::OctezMetadata;
 use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::version::NetworkVersion;
 
-use crate::message::NodeMessage;
+use crate::app::App;
 use crate::node::{Counters, Node};
 
-type St = State<Arc<Node>>;
+type St<M> = State<Arc<Node<M>>>;
 
 /// An error answer: a status and `{"error": "…"}`.
 #[derive(Debug)]
@@ -155,7 +155,10 @@ fn stat_json(s: &Stat) -> Value {
     serde_json::to_value(s).unwrap_or(Value::Null)
 }
 
-fn peer_info_json<M: tezos_p2p::peers::PeerMeta>(node: &Node, info: &PeerInfo<M>) -> Value {
+fn peer_info_json<M: App, P: tezos_p2p::peers::PeerMeta>(
+    node: &Node<M>,
+    info: &PeerInfo<P>,
+) -> Value {
     let conn = node.net.find_connection_by_peer_id(&info.peer_id);
     let pair = |x: Option<(tezos_p2p::peers::ConnId, SystemTime)>| {
         x.map(|(c, t)| json!([c, rfc3339::format(t)]))
@@ -200,36 +203,49 @@ fn peer_info_json<M: tezos_p2p::peers::PeerMeta>(node: &Node, info: &PeerInfo<M>
 }
 
 /// The routes.
-pub fn router(node: Arc<Node>) -> Router {
+pub fn router<M: App>(node: Arc<Node<M>>) -> Router {
     Router::new()
-        .route("/network/self", get(net_self))
-        .route("/network/version", get(net_version))
-        .route("/network/stat", get(net_stat))
-        .route("/network/full_stat", get(full_stat))
-        .route("/network/log", get(net_log))
-        .route("/network/connections", get(connections))
+        .route("/network/self", get(net_self::<M>))
+        .route("/network/version", get(net_version::<M>))
+        .route("/network/stat", get(net_stat::<M>))
+        .route("/network/full_stat", get(full_stat::<M>))
+        .route("/network/log", get(net_log::<M>))
+        .route("/network/connections", get(connections::<M>))
         .route(
             "/network/connections/{peer_id}",
-            get(connection).delete(kick),
+            get(connection::<M>).delete(kick::<M>),
         )
-        .route("/network/peers", get(peers))
-        .route("/network/peers/{peer_id}", get(peer).patch(patch_peer))
-        .route("/network/peers/{peer_id}/banned", get(peer_banned))
-        .route("/network/peers/{peer_id}/log", get(peer_log))
-        .route("/network/points", get(points))
+        .route("/network/peers", get(peers::<M>))
+        .route(
+            "/network/peers/{peer_id}",
+            get(peer::<M>).patch(patch_peer::<M>),
+        )
+        .route("/network/peers/{peer_id}/banned", get(peer_banned::<M>))
+        .route("/network/peers/{peer_id}/log", get(peer_log::<M>))
+        .route("/network/points", get(points::<M>))
         .route(
             "/network/points/{point}",
-            get(point_get).put(point_connect).patch(patch_point),
+            get(point_get::<M>)
+                .put(point_connect::<M>)
+                .patch(patch_point::<M>),
         )
-        .route("/network/points/{point}/banned", get(point_banned))
-        .route("/network/points/{point}/log", get(point_log))
-        .route("/network/greylist/ips", get(greylist_ips))
-        .route("/network/greylist/peers", get(greylist_peers))
-        .route("/network/greylist", delete(greylist_clear))
-        .route("/messages", get(messages))
-        .route("/messages/broadcast", post(broadcast))
-        .route("/messages/send/{peer_id}", post(send))
-        .route("/metrics", get(metrics))
+        .route("/network/points/{point}/banned", get(point_banned::<M>))
+        .route("/network/points/{point}/log", get(point_log::<M>))
+        .route("/network/greylist/ips", get(greylist_ips::<M>))
+        .route("/network/greylist/peers", get(greylist_peers::<M>))
+        .route("/network/greylist", delete(greylist_clear::<M>))
+        .route("/chains/main/chain_id", get(chain_id::<M>))
+        .route("/chains/main/blocks/head/hash", get(head_hash::<M>))
+        .route(
+            "/chains/main/blocks/head/header/shell",
+            get(head_shell_header::<M>),
+        )
+        .route("/monitor/heads/main", get(monitor_heads::<M>))
+        .route("/network/heads", get(network_heads::<M>))
+        .route("/messages", get(messages::<M>))
+        .route("/messages/broadcast", post(broadcast::<M>))
+        .route("/messages/send/{peer_id}", post(send::<M>))
+        .route("/metrics", get(metrics::<M>))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(node)
@@ -246,24 +262,24 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-async fn net_self(State(node): St, q: Q) -> Res {
+async fn net_self<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     ok(json!(node.net.peer_id().to_string()))
 }
 
-async fn net_version(State(node): St, q: Q) -> Res {
+async fn net_version<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     ok(version_json(&node.net.announced_version()))
 }
 
-async fn net_stat(State(node): St, q: Q) -> Res {
+async fn net_stat<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     ok(stat_json(&node.net.global_stat()))
 }
 
 /// Octez's `Full_stat`: the global statistics, the connections by
 /// direction, and every known peer and point, as the list RPCs give them.
-async fn full_stat(State(node): St, q: Q) -> Res {
+async fn full_stat<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     let (incoming, outgoing): (Vec<_>, Vec<_>) = node
         .net
@@ -282,7 +298,7 @@ async fn full_stat(State(node): St, q: Q) -> Res {
 }
 
 /// Streams the pool's events as chunked JSON, one object per line.
-async fn net_log(State(node): St, q: Q) -> Res {
+async fn net_log<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     let rx = node.net.events();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -305,7 +321,7 @@ async fn net_log(State(node): St, q: Q) -> Res {
         .into_response())
 }
 
-async fn connections(State(node): St, q: Q) -> Res {
+async fn connections<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     let list: Vec<Value> = node
         .net
@@ -316,7 +332,11 @@ async fn connections(State(node): St, q: Q) -> Res {
     ok(Value::Array(list))
 }
 
-async fn connection(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
+async fn connection<M: App>(
+    State(node): St<M>,
+    p: Result<Path<String>, PathRejection>,
+    q: Q,
+) -> Res {
     query(q, &[])?;
     let id = peer_id(&p?.0)?;
     let c = node
@@ -326,7 +346,7 @@ async fn connection(State(node): St, p: Result<Path<String>, PathRejection>, q: 
     ok(conn_info_json(c.info()))
 }
 
-async fn kick(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
+async fn kick<M: App>(State(node): St<M>, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
     let wait = flag(q, "wait")?;
     let id = peer_id(&p?.0)?;
     if let Some(c) = node.net.find_connection_by_peer_id(&id) {
@@ -350,7 +370,7 @@ fn filters(pairs: &[(String, String)], allowed: &[&str]) -> Result<Vec<String>, 
     Ok(out)
 }
 
-async fn peers(State(node): St, q: Q) -> Res {
+async fn peers<M: App>(State(node): St<M>, q: Q) -> Res {
     let f = filters(
         &query(q, &["filter"])?,
         &["accepted", "running", "disconnected"],
@@ -360,7 +380,7 @@ async fn peers(State(node): St, q: Q) -> Res {
 
 /// `[[peer id, peer info], …]` of the known peers in one of the states
 /// `f` (all when empty).
-fn peer_list(node: &Node, f: &[String]) -> Value {
+fn peer_list<M: App>(node: &Node<M>, f: &[String]) -> Value {
     let infos: Vec<_> = node.net.with_tables(|t| {
         t.known_peers
             .values()
@@ -374,12 +394,12 @@ fn peer_list(node: &Node, f: &[String]) -> Value {
         .collect()
 }
 
-fn find_peer(node: &Node, id: &PeerId) -> Option<Value> {
+fn find_peer<M: App>(node: &Node<M>, id: &PeerId) -> Option<Value> {
     let info = node.net.with_tables(|t| t.known_peers.get(id).cloned())?;
     Some(peer_info_json(node, &info))
 }
 
-async fn peer(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
+async fn peer<M: App>(State(node): St<M>, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
     query(q, &[])?;
     let id = peer_id(&p?.0)?;
     ok(find_peer(&node, &id).ok_or_else(|| ApiError::not_found(format!("unknown peer {id}")))?)
@@ -402,8 +422,8 @@ fn acl_kind(acl: &Option<String>) -> Result<Option<&str>, ApiError> {
     }
 }
 
-async fn patch_peer(
-    State(node): St,
+async fn patch_peer<M: App>(
+    State(node): St<M>,
     p: Result<Path<String>, PathRejection>,
     q: Q,
     body: Bytes,
@@ -429,7 +449,11 @@ async fn patch_peer(
     ok(find_peer(&node, &id).unwrap_or(Value::Null))
 }
 
-async fn peer_banned(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
+async fn peer_banned<M: App>(
+    State(node): St<M>,
+    p: Result<Path<String>, PathRejection>,
+    q: Q,
+) -> Res {
     query(q, &[])?;
     let id = peer_id(&p?.0)?;
     let trusted = node
@@ -438,10 +462,10 @@ async fn peer_banned(State(node): St, p: Result<Path<String>, PathRejection>, q:
     ok(json!(!trusted && node.net.with_acl(|a| a.banned_peer(&id))))
 }
 
-async fn peer_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
+async fn peer_log<M: App>(State(node): St<M>, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
     let monitor = flag(q, "monitor")?;
     let id = peer_id(&p?.0)?;
-    let since = move |node: &Node, mark: u64| {
+    let since = move |node: &Node<M>, mark: u64| {
         node.net.with_tables(|t| {
             t.known_peers.get(&id).map(|i| {
                 let new: Vec<_> = i.events.since(mark).collect();
@@ -461,10 +485,10 @@ async fn peer_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q)
 /// line: first the events held, then each batch of new ones, until the
 /// client goes away or the peer or point is forgotten. New events are
 /// looked for at every pool event and at least once a second.
-fn log_answer(
-    node: Arc<Node>,
+fn log_answer<M: App>(
+    node: Arc<Node<M>>,
     monitor: bool,
-    since: impl Fn(&Node, u64) -> Option<(Value, u64)> + Send + Sync + 'static,
+    since: impl Fn(&Node<M>, u64) -> Option<(Value, u64)> + Send + Sync + 'static,
     unknown: String,
 ) -> Res {
     let (history, mark) = since(&node, 0).ok_or_else(|| ApiError::not_found(unknown))?;
@@ -510,7 +534,7 @@ fn log_answer(
         .into_response())
 }
 
-async fn points(State(node): St, q: Q) -> Res {
+async fn points<M: App>(State(node): St<M>, q: Q) -> Res {
     let f = filters(
         &query(q, &["filter"])?,
         &["requested", "accepted", "running", "disconnected"],
@@ -520,7 +544,7 @@ async fn points(State(node): St, q: Q) -> Res {
 
 /// `[[point, point info], …]` of the known points in one of the states `f`
 /// (all when empty).
-fn point_list(node: &Node, f: &[String]) -> Value {
+fn point_list<M: App>(node: &Node<M>, f: &[String]) -> Value {
     node.net.with_tables(|t| {
         t.known_points
             .values()
@@ -530,12 +554,16 @@ fn point_list(node: &Node, f: &[String]) -> Value {
     })
 }
 
-fn find_point(node: &Node, p: &Point) -> Option<Value> {
+fn find_point<M: App>(node: &Node<M>, p: &Point) -> Option<Value> {
     node.net
         .with_tables(|t| t.known_points.get(p).map(|i| i.to_octez_json()))
 }
 
-async fn point_get(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
+async fn point_get<M: App>(
+    State(node): St<M>,
+    p: Result<Path<String>, PathRejection>,
+    q: Q,
+) -> Res {
     query(q, &[])?;
     let pt = point(&p?.0)?;
     ok(find_point(&node, &pt).ok_or_else(|| ApiError::not_found(format!("unknown point {pt}")))?)
@@ -557,7 +585,11 @@ fn net_error(e: NetError) -> ApiError {
     ApiError(status, e.to_string())
 }
 
-async fn point_connect(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
+async fn point_connect<M: App>(
+    State(node): St<M>,
+    p: Result<Path<String>, PathRejection>,
+    q: Q,
+) -> Res {
     let pairs = query(q, &["timeout"])?;
     let pt = point(&p?.0)?;
     let mut timeout = Duration::from_secs(10);
@@ -582,8 +614,8 @@ async fn point_connect(State(node): St, p: Result<Path<String>, PathRejection>, 
     ok(json!({}))
 }
 
-async fn patch_point(
-    State(node): St,
+async fn patch_point<M: App>(
+    State(node): St<M>,
     p: Result<Path<String>, PathRejection>,
     q: Q,
     body: Bytes,
@@ -620,7 +652,11 @@ async fn patch_point(
     ok(find_point(&node, &pt).unwrap_or(Value::Null))
 }
 
-async fn point_banned(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
+async fn point_banned<M: App>(
+    State(node): St<M>,
+    p: Result<Path<String>, PathRejection>,
+    q: Q,
+) -> Res {
     query(q, &[])?;
     let pt = point(&p?.0)?;
     let trusted = node
@@ -631,10 +667,14 @@ async fn point_banned(State(node): St, p: Result<Path<String>, PathRejection>, q
     ))
 }
 
-async fn point_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q) -> Res {
+async fn point_log<M: App>(
+    State(node): St<M>,
+    p: Result<Path<String>, PathRejection>,
+    q: Q,
+) -> Res {
     let monitor = flag(q, "monitor")?;
     let pt = point(&p?.0)?;
-    let since = move |node: &Node, mark: u64| {
+    let since = move |node: &Node<M>, mark: u64| {
         node.net.with_tables(|t| {
             t.known_points.get(&pt).map(|i| {
                 let new = i.events.since(mark).map(|e| e.to_octez_json()).collect();
@@ -645,7 +685,7 @@ async fn point_log(State(node): St, p: Result<Path<String>, PathRejection>, q: Q
     log_answer(node, monitor, since, format!("unknown point {pt}"))
 }
 
-async fn greylist_ips(State(node): St, q: Q) -> Res {
+async fn greylist_ips<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     let g = node.net.with_acl(|a| a.greylisted_ips());
     ok(json!({
@@ -654,7 +694,7 @@ async fn greylist_ips(State(node): St, q: Q) -> Res {
     }))
 }
 
-async fn greylist_peers(State(node): St, q: Q) -> Res {
+async fn greylist_peers<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     let peers = node.net.with_acl(|a| a.greylisted_peers());
     ok(json!(peers
@@ -663,7 +703,7 @@ async fn greylist_peers(State(node): St, q: Q) -> Res {
         .collect::<Vec<_>>()))
 }
 
-async fn greylist_clear(State(node): St, q: Q) -> Res {
+async fn greylist_clear<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     node.net.with_acl(|a| a.clear());
     ok(json!({}))
@@ -672,55 +712,29 @@ async fn greylist_clear(State(node): St, q: Q) -> Res {
 // ---------------------------------------------------------------------------
 // Messages
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageBody {
-    text: Option<String>,
-    tag: Option<u16>,
-    hex: Option<String>,
+fn message_of<M: App>(body: &Bytes) -> Result<M, ApiError> {
+    let v: Value = json_body(body, "a message")?;
+    M::from_post(&v).map_err(ApiError::bad)
 }
 
-const MESSAGE_SHAPE: &str = r#"{"text": "..."} or {"tag": N, "hex": "..."}"#;
-
-fn message_of(body: &Bytes) -> Result<NodeMessage, ApiError> {
-    let b: MessageBody = json_body(body, MESSAGE_SHAPE)?;
-    match b {
-        MessageBody {
-            text: Some(t),
-            tag: None,
-            hex: None,
-        } => Ok(NodeMessage::Text(t)),
-        MessageBody {
-            text: None,
-            tag: Some(tag),
-            hex: Some(h),
-        } => {
-            if tag < MIN_APP_TAG {
-                return Err(ApiError::bad(format!(
-                    "invalid tag {tag}: application tags start at {MIN_APP_TAG} (0x10)"
-                )));
-            }
-            let bytes = hex::decode(&h).map_err(|e| ApiError::bad(format!("invalid hex: {e}")))?;
-            NodeMessage::decode(tag, &bytes)
-                .map_err(|e| ApiError::bad(format!("invalid body for tag {tag}: {e}")))
-        }
-        _ => Err(ApiError::bad(format!("expected {MESSAGE_SHAPE}"))),
-    }
-}
-
-async fn broadcast(State(node): St, q: Q, body: Bytes) -> Res {
+async fn broadcast<M: App>(State(node): St<M>, q: Q, body: Bytes) -> Res {
     query(q, &[])?;
-    let msg = message_of(&body)?;
+    let msg = message_of::<M>(&body)?;
     let n = node
         .broadcast(&msg)
         .map_err(|e| ApiError::bad(e.to_string()))?;
     ok(json!({ "sent_to": n }))
 }
 
-async fn send(State(node): St, p: Result<Path<String>, PathRejection>, q: Q, body: Bytes) -> Res {
+async fn send<M: App>(
+    State(node): St<M>,
+    p: Result<Path<String>, PathRejection>,
+    q: Q,
+    body: Bytes,
+) -> Res {
     query(q, &[])?;
     let id = peer_id(&p?.0)?;
-    let msg = message_of(&body)?;
+    let msg = message_of::<M>(&body)?;
     match node.send(&id, msg).await {
         Ok(()) => ok(json!({ "sent": true })),
         Err(NetError::NotConnected) => Err(ApiError::not_found(format!("not connected to {id}"))),
@@ -731,7 +745,10 @@ async fn send(State(node): St, p: Result<Path<String>, PathRejection>, q: Q, bod
     }
 }
 
-async fn messages(State(node): St, q: Q) -> Res {
+/// The received messages after `?since=SEQ`, oldest first: `{seq, peer_id,
+/// tag, name, size, received_at, message}`, `message` in Octez's JSON (on
+/// octez-p2p-node's network, also `hex` and, for a Text, `text`).
+async fn messages<M: App>(State(node): St<M>, q: Q) -> Res {
     let pairs = query(q, &["since"])?;
     let mut since = 0u64;
     for (k, v) in &pairs {
@@ -748,28 +765,103 @@ async fn messages(State(node): St, q: Q) -> Res {
         .since(since)
         .into_iter()
         .map(|m| {
-            let mut v = json!({
-                "seq": m.seq,
-                "peer_id": m.peer_id.to_string(),
-                "tag": m.tag,
-                "size": m.size,
-                "hex": hex::encode(&m.body),
-                "received_at": time(m.received_at),
-            });
-            if let Some(t) = m.text {
-                v["text"] = json!(t);
-            }
-            v
+            let mut v = serde_json::Map::new();
+            v.insert("seq".into(), json!(m.seq));
+            v.insert("peer_id".into(), json!(m.peer_id.to_string()));
+            v.insert("tag".into(), json!(m.msg.tag()));
+            v.insert("name".into(), json!(m.msg.name()));
+            v.insert("size".into(), json!(m.size));
+            v.insert("received_at".into(), time(m.received_at));
+            v.insert("message".into(), m.msg.to_json());
+            m.msg.extra_json(&mut v);
+            Value::Object(v)
         })
         .collect();
     ok(Value::Array(list))
 }
 
 // ---------------------------------------------------------------------------
+// Chains and heads
+
+fn chain<M: App>(node: &Node<M>) -> Result<&crate::chain::Chain, ApiError> {
+    node.chain.as_deref().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no chain: the node is on {}, which has no blocks",
+            node.network
+        ))
+    })
+}
+
+fn best<M: App>(node: &Node<M>) -> Result<Arc<crate::chain::Head>, ApiError> {
+    chain(node)?.best().ok_or_else(|| {
+        ApiError::not_found(
+            "no head known yet: no peer has announced one (Current_head or Current_branch)",
+        )
+    })
+}
+
+/// `GET /chains/main/chain_id`.
+async fn chain_id<M: App>(State(node): St<M>, q: Q) -> Res {
+    query(q, &[])?;
+    ok(json!(chain(&node)?.chain_id.to_string()))
+}
+
+/// `GET /chains/main/blocks/head/hash`.
+async fn head_hash<M: App>(State(node): St<M>, q: Q) -> Res {
+    query(q, &[])?;
+    ok(json!(best(&node)?.hash.to_string()))
+}
+
+/// `GET /chains/main/blocks/head/header/shell`: Octez's shell header.
+async fn head_shell_header<M: App>(State(node): St<M>, q: Q) -> Res {
+    query(q, &[])?;
+    ok(best(&node)?.header.shell_json())
+}
+
+/// `GET /monitor/heads/main`: a chunked stream of one JSON object per new
+/// best head (its header with `hash`), the current one first, as Octez
+/// streams them.
+async fn monitor_heads<M: App>(State(node): St<M>, q: Q) -> Res {
+    query(q, &[])?;
+    let chain = chain(&node)?;
+    let rx = chain.subscribe();
+    let current = chain.best();
+    let line = |h: &crate::chain::Head| {
+        let mut line = h.json().to_string();
+        line.push('\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    };
+    let first = futures_util::stream::iter(current.as_deref().map(line));
+    let last = current.map(|h| h.hash);
+    let rest = futures_util::stream::unfold((rx, last), move |(mut rx, last)| async move {
+        loop {
+            match rx.recv().await {
+                // The current head may also be the first one sent.
+                Ok(h) if Some(h.hash) == last => continue,
+                Ok(h) => return Some((line(&h), (rx, None))),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(futures_util::StreamExt::chain(first, rest)),
+    )
+        .into_response())
+}
+
+/// Extension `GET /network/heads`: each connected peer's latest head.
+async fn network_heads<M: App>(State(node): St<M>, q: Q) -> Res {
+    query(q, &[])?;
+    ok(chain(&node)?.peer_heads_json())
+}
+
+// ---------------------------------------------------------------------------
 // Metrics
 
 /// Prometheus text exposition with Octez's `octez_p2p_*` names.
-pub fn metrics_text(node: &Node) -> String {
+pub fn metrics_text<M: App>(node: &Node<M>) -> String {
     let c = &node.counters;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
@@ -931,10 +1023,26 @@ pub fn metrics_text(node: &Node) -> String {
     ] {
         metric(name, "gauge", help, v);
     }
+    // The node's own: application messages by kind (Octez's case title).
+    let kinds = c.kinds();
+    for (dir, help) in [
+        ("received", "Application messages received, by kind"),
+        ("sent", "Application messages queued for sending, by kind"),
+    ] {
+        let _ = writeln!(out, "# HELP tezos_p2p_node_messages_{dir}_total {help}");
+        let _ = writeln!(out, "# TYPE tezos_p2p_node_messages_{dir}_total counter");
+        for (kind, n) in &kinds {
+            let v = if dir == "sent" { n.sent } else { n.received };
+            let _ = writeln!(
+                out,
+                "tezos_p2p_node_messages_{dir}_total{{kind=\"{kind}\"}} {v}"
+            );
+        }
+    }
     out
 }
 
-async fn metrics(State(node): St, q: Q) -> Res {
+async fn metrics<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     Ok((
         [(

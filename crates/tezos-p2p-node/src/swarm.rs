@@ -1,5 +1,6 @@
-//! `swarm`: N nodes in one process on loopback, each knowing only node 0;
-//! a live table, a few broadcast Text messages, and a summary saying
+//! `swarm`: N nodes in one process on loopback, on `octez-p2p-node`'s
+//! network, each knowing only node 0; a live table, a few broadcast Text
+//! messages, and a summary saying
 //! whether every node ended within its connection thresholds.
 
 use std::io::{IsTerminal, Write};
@@ -11,11 +12,13 @@ use clap::Args;
 use tezos_p2p::limits::{Bounds, Limits};
 use tezos_p2p_wire::identity::{Identity, PowSearch, PowTarget};
 use tezos_p2p_wire::point::Point;
-use tezos_p2p_wire::version::{ChainName, SANDBOXED_SANDBOX_CHAIN_NAME};
 
 use crate::config::apply_connections;
-use crate::message::NodeMessage;
+use crate::message::P2pNodeMessage;
+use crate::network::{Network, NetworkName};
 use crate::node::{Counters, Node, NodeParams};
+
+type SwarmNode = Node<P2pNodeMessage>;
 
 /// `swarm`'s options.
 #[derive(Args, Debug)]
@@ -61,7 +64,7 @@ fn within(b: &Bounds, n: usize) -> bool {
     b.min_threshold <= n && n <= b.max_threshold
 }
 
-fn table(nodes: &[Arc<Node>], b: &Bounds, elapsed: Duration) -> Vec<String> {
+fn table(nodes: &[Arc<SwarmNode>], b: &Bounds, elapsed: Duration) -> Vec<String> {
     let mut lines = vec![
         format!(
             "t={:>5.1}s  thresholds [{}, {}]",
@@ -140,7 +143,7 @@ pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
     };
     // Times count from the first node's start.
     let start = Instant::now();
-    let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(args.nodes);
+    let mut nodes: Vec<Arc<SwarmNode>> = Vec::with_capacity(args.nodes);
     let mut first: Option<(Point, tezos_p2p_wire::identity::PeerId)> = None;
     for _ in 0..args.nodes {
         let identity =
@@ -150,10 +153,13 @@ pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             advertised_port: None,
             trusted_points: first.iter().map(|(p, id)| (*p, Some(*id))).collect(),
+            bootstrap_hosts: vec![],
             peers_file: None,
-            chain_name: ChainName::from(SANDBOXED_SANDBOX_CHAIN_NAME),
+            network: Network::builtin(NetworkName::P2pNode),
             expected_pow: 0.0,
             private_mode: false,
+            // As octez-p2p-node announces.
+            disable_mempool: true,
             disable_peer_discovery: false,
             limits: limits.clone(),
             ping_interval: None,
@@ -188,7 +194,7 @@ pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
         while broadcasts_done < args.messages && broadcasts_done < due {
             broadcasts_done += 1;
             for (i, n) in nodes.iter().enumerate() {
-                let _ = n.broadcast(&NodeMessage::Text(format!(
+                let _ = n.broadcast(&P2pNodeMessage::Text(format!(
                     "hello #{broadcasts_done} from node {i}"
                 )));
             }

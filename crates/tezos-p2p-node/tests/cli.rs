@@ -163,20 +163,31 @@ fn two_nodes_exchange_a_broadcast_text() {
     assert!(m["received_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(b.get("/messages?since=1"), serde_json::json!([]));
 
-    // Direct send with raw bytes of another tag.
+    assert_eq!(m["name"], "Text");
+    assert_eq!(m["message"], serde_json::json!({"content": "hello from A"}));
+
+    // Direct send of a Bytes message, given as hex.
     let (s, v) = b.req(
+        "POST",
+        &format!("/messages/send/{}", a.peer_id()),
+        Some(r#"{"tag": 17, "hex": "00000002cafe"}"#),
+    );
+    assert_eq!((s, &v), (200, &serde_json::json!({"sent": true})));
+    eventually("A received the bytes", || {
+        a.get("/messages").as_array().unwrap().iter().any(|m| {
+            m["tag"] == 17
+                && m["name"] == "Bytes"
+                && m["message"]["content"] == "cafe"
+                && m.get("text").is_none()
+        })
+    });
+    // No other tag exists on octez-p2p-node's network.
+    let (s, e) = b.req(
         "POST",
         &format!("/messages/send/{}", a.peer_id()),
         Some(r#"{"tag": 32, "hex": "cafe"}"#),
     );
-    assert_eq!((s, &v), (200, &serde_json::json!({"sent": true})));
-    eventually("A received the bytes", || {
-        a.get("/messages")
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["tag"] == 32 && m["hex"] == "cafe" && m.get("text").is_none())
-    });
+    assert_eq!(s, 400, "{e}");
 }
 
 fn hex_of_text(t: &str) -> String {
@@ -211,7 +222,8 @@ fn every_rpc_answers_with_its_documented_shape() {
 
     assert_eq!(a.get("/network/self"), ia.as_str());
     let v = a.get("/network/version");
-    assert_eq!(v["chain_name"], "SANDBOXED_TEZOS");
+    assert_eq!(v["chain_name"], "");
+    assert_eq!(v["distributed_db_version"], 0);
     assert!(v["distributed_db_version"].is_u64() && v["p2p_version"].is_u64());
     assert!(is_stat(&a.get("/network/stat")));
     // Octez's `Full_stat`: lists, as the list RPCs give them.
@@ -242,11 +254,12 @@ fn every_rpc_answers_with_its_documented_shape() {
     assert_eq!(c["id_point"]["addr"], "::ffff:127.0.0.1");
     assert_eq!(c["id_point"]["port"], b.p2p.port());
     assert!(c["remote_socket_port"].is_u64());
-    assert_eq!(c["announced_version"]["chain_name"], "SANDBOXED_TEZOS");
+    assert_eq!(c["announced_version"]["chain_name"], "");
     assert_eq!(c["private"], false);
+    // As octez-p2p-node announces.
     assert_eq!(
         c["local_metadata"],
-        serde_json::json!({"disable_mempool": false, "private_node": false})
+        serde_json::json!({"disable_mempool": true, "private_node": false})
     );
     assert!(c["remote_metadata"].is_object());
     assert_eq!(&a.get(&format!("/network/connections/{ib}")), c);
@@ -563,11 +576,11 @@ fn config_file_settings_apply_and_flags_win() {
     let rpc = free_port();
     std::fs::write(
         dir.path().join("config.json"),
-        format!(r#"{{"rpc-addr": "127.0.0.1:{rpc}", "network": "mainnet", "expected-pow": 0, "net-addr": "127.0.0.1:0"}}"#),
+        format!(r#"{{"rpc-addr": "127.0.0.1:{rpc}", "network": "mainnet", "no-bootstrap-peers": true, "expected-pow": 0, "net-addr": "127.0.0.1:0"}}"#),
     )
     .unwrap();
     // The file's RPC address is overridden by the flag; its network is kept.
-    let a = NodeProc::start(dir.path(), &[]);
+    let a = NodeProc::start_plain(dir.path(), &[]);
     assert_ne!(a.rpc.port(), rpc);
     assert_eq!(a.get("/network/version")["chain_name"], "TEZOS_MAINNET");
     drop(a);
@@ -593,7 +606,8 @@ fn ping_interval_broadcasts_text_and_a_busy_port_is_a_clear_error() {
     eventually("A received B's ping", || {
         a.get("/messages").as_array().unwrap().iter().any(|m| {
             m["peer_id"] == ib.as_str()
-                && m["text"].as_str().is_some_and(|t| t.starts_with("ping "))
+                // As octez-p2p-node pings.
+                && m["text"] == format!("Hello from {ib} !")
         })
     });
     let rpc = format!("127.0.0.1:{}", free_port());

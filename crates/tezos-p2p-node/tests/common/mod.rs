@@ -84,11 +84,20 @@ pub struct NodeProc {
 
 impl NodeProc {
     /// Starts `run --data-dir DIR --expected-pow 0` on fresh ports, plus
-    /// `extra`, and waits until its RPC answers.
+    /// `extra` (and `--network p2p-node` if `extra` names no network), and
+    /// waits until its RPC answers.
     pub fn start(dir: &Path, extra: &[String]) -> NodeProc {
         let p2p: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         Self::start_on(dir, p2p, rpc, extra)
+    }
+
+    /// As [`start`](Self::start), but with no `--network` added: the
+    /// network comes from `extra` or the config file.
+    pub fn start_plain(dir: &Path, extra: &[String]) -> NodeProc {
+        let mut extra = extra.to_vec();
+        extra.push("--no-default-network".into());
+        Self::start(dir, &extra)
     }
 
     pub fn start_on(dir: &Path, p2p: SocketAddr, rpc: SocketAddr, extra: &[String]) -> NodeProc {
@@ -103,13 +112,35 @@ impl NodeProc {
             "--rpc-addr".into(),
             rpc.to_string(),
         ];
-        args.extend(extra.iter().cloned());
+        // octez-p2p-node's network (Text and Bytes) unless the test picks
+        // another.
+        if !extra
+            .iter()
+            .any(|a| a == "--network" || a == "--chain-name" || a == "--no-default-network")
+        {
+            args.extend(["--network".into(), "p2p-node".into()]);
+        }
+        args.extend(
+            extra
+                .iter()
+                .filter(|a| *a != "--no-default-network")
+                .cloned(),
+        );
+        // `--log-to-file` (a test option, not the binary's): logs at INFO
+        // go to DIR/node.log.
+        let log = args.iter().any(|a| a == "--log-to-file");
+        args.retain(|a| a != "--log-to-file");
+        let stderr = if log {
+            Stdio::from(std::fs::File::create(dir.join("node.log")).unwrap())
+        } else {
+            Stdio::null()
+        };
         let child = Command::new(BIN)
             .args(&args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if log { "info" } else { "warn" })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("the binary starts");
         let mut node = NodeProc {
