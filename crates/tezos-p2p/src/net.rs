@@ -228,6 +228,17 @@ impl<A, C> PeerConnection<A, C> {
     }
 }
 
+impl<A: AppMessage, C: ConnMeta> PeerConnection<A, C> {
+    /// Queues `msg` if there is room: `false` when dropped (a full queue,
+    /// a closed connection, or a message that cannot be encoded). Usable
+    /// from the pool's hooks, which get the connection but not the pool.
+    pub fn try_send(&self, msg: A) -> bool {
+        self.socket
+            .write_now(&P2pMessage::Message(msg))
+            .unwrap_or(false)
+    }
+}
+
 type Hook<A, C> = Arc<dyn Fn(&Arc<PeerConnection<A, C>>) + Send + Sync>;
 
 pub(crate) struct State<A, C, P> {
@@ -655,9 +666,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
 
     /// Queues `msg` on `conn` if there is room: `false` when dropped.
     pub fn try_send(&self, conn: &PeerConnection<A, C>, msg: A) -> bool {
-        conn.socket
-            .write_now(&P2pMessage::Message(msg))
-            .unwrap_or(false)
+        conn.try_send(msg)
     }
 
     /// Sends `msg` to every running connection but those `except` selects;
