@@ -7,7 +7,7 @@
 //! happen in one critical section (a handshake admitted but not yet running
 //! holds a slot), so parallel handshakes never overshoot the limit.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -208,6 +208,19 @@ impl<A, C, P: PeerMeta> Drop for Admission<A, C, P> {
     }
 }
 
+/// An incoming handshake's place in the pool's `State::incoming`:
+/// given back when the handshake ends, however it ends.
+struct IncomingSlot<A, C, P> {
+    inner: Arc<Inner<A, C, P>>,
+    ip: IpAddr,
+}
+
+impl<A, C, P> Drop for IncomingSlot<A, C, P> {
+    fn drop(&mut self) {
+        self.inner.state().incoming.release(self.ip);
+    }
+}
+
 /// An incoming connection (Octez's `P2p_connect_handler.accept`): pre-checks,
 /// then the handshake in the background under the authentication timeout.
 pub(crate) fn accept<A, C, P>(inner: &Arc<Inner<A, C, P>>, stream: BoxStream, remote: SocketAddr)
@@ -222,7 +235,8 @@ where
     });
     {
         let mut st = inner.state();
-        if st.shut_down || st.incoming >= inner.limits.max_incoming_connections {
+        let max = inner.limits.max_incoming_connections;
+        if st.shut_down || st.incoming.total() >= max {
             debug!(%remote, "too many incoming connections");
             return;
         }
@@ -230,18 +244,28 @@ where
             debug!(%remote, "incoming connection from a banned address");
             return;
         }
-        st.incoming += 1;
+        // Dropping the stream closes it: no handshake work, no greylisting
+        // (the source may be honest peers behind one NAT).
+        let per_ip = inner.limits.max_incoming_connections_per_ip;
+        if let Err(refusal) = st.incoming.admit(ip, max, per_ip) {
+            debug!(%remote, ?refusal, "too many incoming connections from this address");
+            return;
+        }
     }
-    let inner2 = inner.clone();
+    let slot = IncomingSlot {
+        inner: inner.clone(),
+        ip,
+    };
     inner.tasks.spawn(async move {
+        let inner2 = &slot.inner;
         let timeout = inner2.limits.authentication_timeout;
         let cancel = inner2.cancel.clone();
         let res = tokio::select! {
             biased;
-            r = tokio::time::timeout(timeout, authenticate(&inner2, stream, remote, None)) => r.ok(),
+            r = tokio::time::timeout(timeout, authenticate(inner2, stream, remote, None)) => r.ok(),
             _ = cancel.cancelled() => None,
         };
-        inner2.state().incoming -= 1;
+        drop(slot);
         if let Some(Err(e)) = res {
             debug!(%remote, error = %e, "incoming connection refused");
         }

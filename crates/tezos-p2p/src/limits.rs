@@ -29,6 +29,16 @@ pub struct Limits {
     pub backlog: u32,
     /// Incoming handshakes in progress at once.
     pub max_incoming_connections: usize,
+    /// Incoming handshakes in progress at once from one source: one IPv4
+    /// address, or one IPv6 /64 (IPv4-mapped addresses count as IPv4). A
+    /// connection over it is closed at once, before any handshake work,
+    /// and nothing is greylisted. Not in Octez, where one address holding
+    /// every `max_incoming_connections` slot for the authentication
+    /// timeout keeps everybody else out. The default, 4, leaves 16 of
+    /// Octez's 20 slots to other addresses under a flood from one, and
+    /// lets a few honest nodes behind one NAT (or one /64) handshake with
+    /// us at the same time; must be positive.
+    pub max_incoming_connections_per_ip: usize,
     /// Global download cap (B/s).
     pub max_download_speed: Option<u64>,
     /// Global upload cap (B/s).
@@ -69,6 +79,7 @@ impl Default for Limits {
             max_connections: 100,
             backlog: 20,
             max_incoming_connections: 20,
+            max_incoming_connections_per_ip: 4,
             max_download_speed: None,
             max_upload_speed: None,
             read_buffer_size: 16 * 1024,
@@ -126,6 +137,12 @@ impl Limits {
                     "need min ({}) <= expected ({}) <= max ({})",
                     self.min_connections, self.expected_connections, self.max_connections
                 ),
+            ));
+        }
+        if self.max_incoming_connections_per_ip == 0 {
+            return Err(invalid(
+                "max_incoming_connections_per_ip",
+                "must be positive",
             ));
         }
         if self.swap_linger.is_some_and(|d| d.is_zero()) {
@@ -240,6 +257,8 @@ mod tests {
         let l = Limits::default();
         l.validate().unwrap();
         assert_eq!(l.connections_threshold(), 84);
+        // One source cannot take most of the incoming-handshake slots.
+        assert!(l.max_incoming_connections_per_ip <= l.max_incoming_connections / 4);
         let no_maintenance = Limits {
             maintenance_idle_time: None,
             ..l
@@ -274,6 +293,10 @@ mod tests {
             },
             Limits {
                 max_known_points: Some((10, 20)),
+                ..Limits::default()
+            },
+            Limits {
+                max_incoming_connections_per_ip: 0,
                 ..Limits::default()
             },
         ] {

@@ -249,8 +249,8 @@ pub(crate) struct State<A, C, P> {
     pub(crate) connections: BTreeMap<PeerId, Arc<PeerConnection<A, C>>>,
     /// Handshakes admitted and not yet running (they hold a slot).
     pub(crate) admitted: usize,
-    /// Incoming handshakes in progress.
-    pub(crate) incoming: usize,
+    /// Incoming handshakes in progress, in all and per source address.
+    pub(crate) incoming: crate::welcome::IncomingHandshakes,
     pub(crate) latest_accepted_swap: Option<SystemTime>,
     pub(crate) latest_successful_swap: Option<SystemTime>,
     /// When the maintenance last proposed a swap.
@@ -444,7 +444,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
                 acl,
                 connections: BTreeMap::new(),
                 admitted: 0,
-                incoming: 0,
+                incoming: Default::default(),
                 latest_accepted_swap: None,
                 latest_successful_swap: None,
                 latest_swap_request: None,
@@ -606,6 +606,25 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             .values()
             .find(|c| c.point.as_ref() == Some(point))
             .cloned()
+    }
+
+    /// Incoming handshakes in progress (at most
+    /// [`Limits::max_incoming_connections`]).
+    pub fn incoming_handshakes(&self) -> usize {
+        self.inner.state().incoming.total()
+    }
+
+    /// Incoming handshakes in progress from `ip`'s source: its IPv4
+    /// address, or its IPv6 /64 (at most
+    /// [`Limits::max_incoming_connections_per_ip`]).
+    pub fn incoming_handshakes_from(&self, ip: IpAddr) -> usize {
+        self.inner.state().incoming.of_source(ip)
+    }
+
+    /// Sources (IPv4 addresses, IPv6 /64s) with an incoming handshake in
+    /// progress: the size of the per-source table, 0 when no handshake is.
+    pub fn incoming_handshake_sources(&self) -> usize {
+        self.inner.state().incoming.sources()
     }
 
     /// Global bandwidth statistics since the start.
