@@ -226,10 +226,12 @@ impl fmt::Display for Network {
                 chain_name,
                 chain_id,
                 ..
-            } => write!(f, "chain {chain_name:?} ({chain_id})"),
-            Network::P2pNode { chain_name } => {
-                write!(f, "octez-p2p-node network (chain name {chain_name:?})")
-            }
+            } => write!(f, "chain {:?} ({chain_id})", chain_name.to_string()),
+            Network::P2pNode { chain_name } => write!(
+                f,
+                "octez-p2p-node's network (chain name {:?})",
+                chain_name.to_string()
+            ),
         }
     }
 }

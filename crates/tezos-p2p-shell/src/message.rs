@@ -617,6 +617,20 @@ impl AppMessage for ShellMessage {
     fn max_size(tag: u16) -> Option<usize> {
         max_size_of(tag)
     }
+
+    /// A request of fixed size announcing more: Octez's stream reader reads
+    /// the fixed fields, then finds the rest of the announced size unused.
+    fn oversize_error(tag: u16, size: usize, max: usize) -> DecodeError {
+        match tag {
+            TAG_GET_CURRENT_BRANCH
+            | TAG_DEACTIVATE
+            | TAG_GET_CURRENT_HEAD
+            | TAG_GET_CHECKPOINT
+            | TAG_GET_PROTOCOL_BRANCH
+            | TAG_GET_PREDECESSOR_HEADER => DecodeError::ExtraBytes(size - max),
+            _ => DecodeError::SizeLimitExceeded { size, limit: max },
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1097,7 +1111,7 @@ mod tests {
                 expected_env_version: 18,
                 components: vec![],
             }),
-            EncodeError::InvalidTag(18),
+            EncodeError::InvalidValue(crate::types::UNKNOWN_ENV_VERSION),
         );
         refused(
             ShellMessage::Protocol(Protocol {

@@ -467,12 +467,16 @@ fn env_version<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     Ok(v)
 }
 
+/// Why an environment version above [`MAX_ENV_VERSION`] is refused.
+pub(crate) const UNKNOWN_ENV_VERSION: &str =
+    "unknown protocol environment version (expected 0..=17)";
+
 /// A protocol's sources (spec §2.6).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Protocol {
     /// The environment version, `0..=17` (others fail to decode with
     /// `Exception_raised_in_user_function`, and to encode with
-    /// [`EncodeError::InvalidTag`]).
+    /// [`EncodeError::InvalidValue`]).
     #[serde(deserialize_with = "env_version")]
     pub expected_env_version: u16,
     /// The modules.
@@ -500,11 +504,11 @@ impl Protocol {
     }
 
     /// Refuses an unknown environment version
-    /// ([`EncodeError::InvalidTag`], Octez's writer cannot express one)
+    /// ([`EncodeError::InvalidValue`])
     /// and a protocol over 2 MiB.
     pub(crate) fn check_bound(&self) -> Result<(), EncodeError> {
         if self.expected_env_version > MAX_ENV_VERSION {
-            return Err(EncodeError::InvalidTag(self.expected_env_version));
+            return Err(EncodeError::InvalidValue(UNKNOWN_ENV_VERSION));
         }
         size_limit(self.encoded_len(), MAX_PROTOCOL_SIZE)
     }
@@ -526,7 +530,7 @@ impl Protocol {
         c.check_size(MAX_PROTOCOL_SIZE, true, |c| {
             let expected_env_version = c.u16()?;
             if expected_env_version > MAX_ENV_VERSION {
-                return Err(DecodeError::InvalidValue("unexpected environment version").into());
+                return Err(DecodeError::InvalidValue(UNKNOWN_ENV_VERSION).into());
             }
             let components = c.dynamic(|c| {
                 let mut v = Vec::new();
@@ -839,13 +843,16 @@ mod tests {
             expected_env_version: 18,
             components: vec![],
         };
-        assert_eq!(p.check_bound(), Err(EncodeError::InvalidTag(18)));
+        assert_eq!(
+            p.check_bound(),
+            Err(EncodeError::InvalidValue(UNKNOWN_ENV_VERSION))
+        );
         let j = serde_json::json!({"expected_env_version": 18, "components": []});
         assert!(serde_json::from_value::<Protocol>(j).is_err());
         let b = p.to_bytes();
         assert_eq!(
             cursor::whole(&b, Protocol::decode_bounded),
-            Err(DecodeError::InvalidValue("unexpected environment version"))
+            Err(DecodeError::InvalidValue(UNKNOWN_ENV_VERSION))
         );
     }
 

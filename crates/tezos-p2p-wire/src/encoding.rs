@@ -101,6 +101,10 @@ pub enum EncodeError {
     /// application message tag below `0x10`).
     #[error("invalid tag {0}")]
     InvalidTag(u16),
+    /// A value the encoding's own check refuses (e.g. an unknown protocol
+    /// environment version).
+    #[error("invalid value: {0}")]
+    InvalidValue(&'static str),
 }
 
 /// The largest length a `dynamic_size` (`Uint30`) field may announce.

@@ -335,6 +335,16 @@ pub trait AppMessage: Sized + Send + fmt::Debug + 'static {
         let _ = tag;
         Some(MAX_MESSAGE_SIZE_FIELD)
     }
+
+    /// The error for a message of tag `tag` whose size field `size` is over
+    /// `max`, its [`max_size`](Self::max_size): by default
+    /// [`DecodeError::SizeLimitExceeded`]. A message of fixed size may
+    /// report [`DecodeError::ExtraBytes`] instead, as Octez's stream reader
+    /// does once it has read the fixed fields.
+    fn oversize_error(tag: u16, size: usize, max: usize) -> DecodeError {
+        let _ = tag;
+        DecodeError::SizeLimitExceeded { size, limit: max }
+    }
 }
 
 /// An application message kept as its tag and raw body. It accepts any tag
@@ -675,10 +685,7 @@ impl<M: AppMessage> MessageDecoder<M> {
             if tag >= MIN_APP_TAG {
                 let max = M::max_size(tag).ok_or(DecodeError::UnexpectedTag(tag))?;
                 if size as usize > max {
-                    return Err(DecodeError::SizeLimitExceeded {
-                        size: size as usize,
-                        limit: max,
-                    });
+                    return Err(M::oversize_error(tag, size as usize, max));
                 }
             }
         }
@@ -1151,6 +1158,76 @@ mod tests {
         d.feed(&hex::decode("000000020002").unwrap());
         assert_eq!(d.next(), Err(DecodeError::UnexpectedTag(6)));
         assert_eq!(d.buffered(), 0);
+    }
+
+    /// Tag 0x10 holds at most 4 body bytes, 0x11 exactly 1 (more is extra
+    /// bytes); no other tag exists.
+    #[derive(Debug, PartialEq)]
+    struct Tiny(u16, Vec<u8>);
+
+    impl AppMessage for Tiny {
+        fn tag(&self) -> u16 {
+            self.0
+        }
+        fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+            out.extend_from_slice(&self.1);
+            Ok(())
+        }
+        fn decode(tag: u16, body: &[u8]) -> Result<Self, DecodeError> {
+            Ok(Tiny(tag, body.to_vec()))
+        }
+        fn max_size(tag: u16) -> Option<usize> {
+            match tag {
+                0x10 => Some(2 + 4),
+                0x11 => Some(2 + 1),
+                _ => None,
+            }
+        }
+        fn oversize_error(tag: u16, size: usize, max: usize) -> DecodeError {
+            if tag == 0x11 {
+                DecodeError::ExtraBytes(size - max)
+            } else {
+                DecodeError::SizeLimitExceeded { size, limit: max }
+            }
+        }
+    }
+
+    #[test]
+    fn a_size_over_its_tags_bound_is_refused_once_the_tag_is_read() {
+        // Announces 100 MiB - 4 for tag 0x10: refused after 6 bytes, with
+        // nothing more buffered.
+        let mut d = MessageDecoder::<Tiny>::new();
+        d.feed(&hex::decode("063ffffc00").unwrap());
+        assert_eq!(d.next(), Ok(None), "the tag is not there yet");
+        d.feed(&[0x10]);
+        assert_eq!(
+            d.next_size(),
+            Err(DecodeError::SizeLimitExceeded {
+                size: 0x063ffffc,
+                limit: 6
+            })
+        );
+        assert_eq!(d.buffered(), 0);
+        // An unknown tag is refused at once, whatever the size.
+        let mut d = MessageDecoder::<Tiny>::new();
+        d.feed(&hex::decode("063ffffc0012").unwrap());
+        assert_eq!(d.next(), Err(DecodeError::UnexpectedTag(0x12)));
+        // The tag's own error for an oversize.
+        let mut d = MessageDecoder::<Tiny>::new();
+        d.feed(&hex::decode("000000050011").unwrap());
+        assert_eq!(d.next(), Err(DecodeError::ExtraBytes(2)));
+        // Within the bound, and P2P messages, as before.
+        let mut d = MessageDecoder::<Tiny>::new();
+        d.feed(&hex::decode("0000000600100102030400000002000200000002").unwrap());
+        assert_eq!(
+            d.next(),
+            Ok(Some((10, P2pMessage::Message(Tiny(0x10, vec![1, 2, 3, 4])))))
+        );
+        assert_eq!(d.next(), Ok(Some((6, P2pMessage::Bootstrap))));
+        // RawMessage keeps the global limit only.
+        let mut d = MessageDecoder::<RawMessage>::new();
+        d.feed(&hex::decode("063ffffc0012").unwrap());
+        assert_eq!(d.next(), Ok(None));
     }
 
     #[test]
