@@ -1221,7 +1221,10 @@ mod tests {
         d.feed(&hex::decode("0000000600100102030400000002000200000002").unwrap());
         assert_eq!(
             d.next(),
-            Ok(Some((10, P2pMessage::Message(Tiny(0x10, vec![1, 2, 3, 4])))))
+            Ok(Some((
+                10,
+                P2pMessage::Message(Tiny(0x10, vec![1, 2, 3, 4]))
+            )))
         );
         assert_eq!(d.next(), Ok(Some((6, P2pMessage::Bootstrap))));
         // RawMessage keeps the global limit only.
