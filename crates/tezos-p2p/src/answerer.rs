@@ -4,12 +4,14 @@
 //! known points, Advertise to the point table, the swap protocol, and
 //! Disconnect. Each kind is throttled per connection: a message that comes
 //! too soon after the previous one of its kind is delayed, never dropped.
+//! Nothing read before the connection's end is lost either: the
+//! application messages read before a close, a `Disconnect` or an error
+//! reach the application queue before the teardown.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -21,6 +23,7 @@ use crate::events::P2pEvent;
 use crate::net::{Inner, PeerConnection};
 use crate::peers::PeerMeta;
 use crate::points::PointState;
+use crate::queue::Queue;
 use crate::socket::SocketError;
 
 /// Points in an Advertise answer.
@@ -54,18 +57,19 @@ fn cooldown<A>(msg: &P2pMessage<A>) -> Duration {
 }
 
 /// Runs the answerer of `conn` until the connection ends, then tears it
-/// down.
-pub(crate) async fn run<A, C, P>(
-    inner: Arc<Inner<A, C, P>>,
-    conn: Arc<PeerConnection<A, C>>,
-    app_tx: mpsc::Sender<(usize, A)>,
-) where
+/// down. Every application message read before the end (the peer's close,
+/// its `Disconnect`, an error) is in the application queue first, so that
+/// `recv` and `recv_any` get it.
+pub(crate) async fn run<A, C, P>(inner: Arc<Inner<A, C, P>>, conn: Arc<PeerConnection<A, C>>)
+where
     A: AppMessage + Clone + Sync,
     C: ConnMeta,
     P: PeerMeta,
 {
+    // However the answerer ends (even dropped with the runtime), the
+    // application queue is closed, so that `recv` ends once it is drained.
+    let _closing = CloseOnDrop(&conn.app_q);
     let mut throttle = Throttle::default();
-    let peer = conn.peer_id();
     loop {
         let read = tokio::select! {
             biased;
@@ -74,36 +78,32 @@ pub(crate) async fn run<A, C, P>(
         };
         let (size, msg) = match read {
             Ok(m) => m,
-            Err(SocketError::Decoding(e)) => {
-                warn!(%peer, error = %e, "undecodable message: greylisting the peer");
-                let now = inner.now();
-                let mut st = inner.state();
-                st.acl.greylist_addr(conn.conn_id.addr, now);
-                st.acl.greylist_peer(peer);
-                break;
-            }
             Err(e) => {
-                debug!(%peer, error = %e, "connection ends");
+                on_read_error(&inner, &conn, e);
                 break;
             }
         };
         let tag = msg.tag();
         let wait = cooldown(&msg);
-        tokio::select! {
+        let in_time = tokio::select! {
             biased;
-            _ = throttle.wait(tag, wait) => {}
-            _ = conn.socket.closed() => break,
+            _ = throttle.wait(tag, wait) => true,
+            _ = conn.socket.closed() => false,
+        };
+        if !in_time {
+            // A gossip message of a connection that is over: not worth
+            // handling, but what follows it may be for the application.
+            drain(&inner, &conn, None);
+            break;
         }
         let keep_going = match msg {
-            P2pMessage::Message(m) => {
-                let pushed = tokio::select! {
-                    biased;
-                    r = app_tx.send((size, m)) => r.is_ok(),
-                    _ = conn.socket.closed() => false,
-                };
-                inner.app_message.notify_waiters();
-                pushed
-            }
+            P2pMessage::Message(m) => match forward(&inner, &conn, (size, m)).await {
+                Ok(()) => true,
+                Err(unsent) => {
+                    drain(&inner, &conn, Some(unsent));
+                    false
+                }
+            },
             P2pMessage::Disconnect => false,
             P2pMessage::Bootstrap => {
                 on_bootstrap(&inner, &conn);
@@ -126,8 +126,99 @@ pub(crate) async fn run<A, C, P>(
             break;
         }
     }
+    // Before the teardown, which keeps the connection reachable to
+    // `recv_any` while its queue holds messages.
+    conn.app_q.close();
     conn.socket.close(false).await;
     crate::connect::teardown(&inner, &conn);
+}
+
+/// Closes the application queue when dropped.
+struct CloseOnDrop<'a, T>(&'a Queue<T>);
+
+impl<T> Drop for CloseOnDrop<'_, T> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The end of the connection as the answerer reads it: an undecodable
+/// message greylists the peer and its address (Octez's policy).
+fn on_read_error<A, C, P>(inner: &Inner<A, C, P>, conn: &PeerConnection<A, C>, e: SocketError) {
+    let peer = conn.peer_id();
+    if let SocketError::Decoding(e) = e {
+        warn!(%peer, error = %e, "undecodable message: greylisting the peer");
+        let now = inner.now();
+        let mut st = inner.state();
+        st.acl.greylist_addr(conn.conn_id.addr, now);
+        st.acl.greylist_peer(peer);
+    } else {
+        debug!(%peer, error = %e, "connection ends");
+    }
+}
+
+/// Puts an application message into the connection's queue, waiting for
+/// room (back-pressure down to the peer). Gives it back if the connection
+/// ends meanwhile.
+async fn forward<A, C, P>(
+    inner: &Inner<A, C, P>,
+    conn: &PeerConnection<A, C>,
+    mut item: (usize, A),
+) -> Result<(), (usize, A)> {
+    loop {
+        match conn.app_q.try_push_or_return(item, 1) {
+            Ok(()) => {
+                inner.app_message.notify_waiters();
+                return Ok(());
+            }
+            Err(back) => item = back,
+        }
+        tokio::select! {
+            biased;
+            room = conn.app_q.room(1) => {
+                // Only the answerer closes it, after its loop.
+                if room.is_err() {
+                    return Err(item);
+                }
+            }
+            _ = conn.socket.closed() => return Err(item),
+        }
+    }
+}
+
+/// The connection has ended (its read queue holds all it will ever hold)
+/// while the answerer waited: `unsent` and every application message left
+/// before the end (up to a `Disconnect` or an error) go into the
+/// application queue past its bound. They were already in memory, counted
+/// by the read queue's bound, and there is no more peer to push back on.
+fn drain<A, C, P>(inner: &Inner<A, C, P>, conn: &PeerConnection<A, C>, unsent: Option<(usize, A)>)
+where
+    A: AppMessage,
+    C: ConnMeta,
+{
+    let mut forwarded = 0;
+    let mut push = |item| {
+        if conn.app_q.force_push(item).is_ok() {
+            forwarded += 1;
+        }
+    };
+    if let Some(item) = unsent {
+        push(item);
+    }
+    while let Some(read) = conn.socket.read_now() {
+        match read {
+            Ok((size, P2pMessage::Message(m))) => push((size, m)),
+            Ok((_, P2pMessage::Disconnect)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                on_read_error(inner, conn, e);
+                break;
+            }
+        }
+    }
+    if forwarded > 0 {
+        inner.app_message.notify_waiters();
+    }
 }
 
 fn on_bootstrap<A, C, P>(inner: &Inner<A, C, P>, conn: &PeerConnection<A, C>)

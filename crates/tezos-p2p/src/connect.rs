@@ -11,9 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::message::{AppMessage, ConnMeta};
@@ -24,6 +23,7 @@ use crate::events::P2pEvent;
 use crate::net::{Inner, NetError, PeerConnection};
 use crate::peers::{ConnId, PeerMeta, PeerState};
 use crate::points::PointState;
+use crate::queue::Queue;
 use crate::socket::{self, AcceptOptions, AuthConfig, SocketError};
 use crate::transport::BoxStream;
 
@@ -589,7 +589,6 @@ where
     let peer = socket.info().peer_id;
     let conn_point = admission.point;
     let now = inner.now();
-    let (app_tx, app_rx) = mpsc::channel(inner.limits.incoming_app_message_queue_size);
     admission.into_running();
     let conn = {
         let mut st = inner.state();
@@ -603,7 +602,7 @@ where
         let conn = Arc::new(PeerConnection {
             cancel: CancellationToken::new(),
             socket,
-            app_rx: tokio::sync::Mutex::new(app_rx),
+            app_q: Queue::new(inner.limits.incoming_app_message_queue_size),
             point: conn_point,
             conn_id,
             negotiated_version,
@@ -634,13 +633,14 @@ where
     }
     let inner2 = inner.clone();
     let conn2 = conn.clone();
-    inner
-        .tasks
-        .spawn(crate::answerer::run(inner2, conn2, app_tx));
+    inner.tasks.spawn(crate::answerer::run(inner2, conn2));
     conn
 }
 
-/// Tears a running connection down (§3.7), once its answerer has ended.
+/// Tears a running connection down (§3.7), once its answerer has ended
+/// (and closed its application queue). A connection whose application
+/// queue still holds messages is kept for `recv_any` until it is drained:
+/// at most `max_connections` of them, the oldest dropped beyond.
 pub(crate) fn teardown<A, C, P>(inner: &Inner<A, C, P>, conn: &Arc<PeerConnection<A, C>>)
 where
     A: AppMessage + Clone + Sync,
@@ -668,6 +668,14 @@ where
             }
             if let Some(i) = st.tables.known_peers.get_mut(&peer) {
                 let _ = i.set_disconnected(now, false);
+            }
+        }
+        if !st.shut_down && !conn.app_q.is_empty() {
+            st.draining.push_back(conn.clone());
+            while st.draining.len() > inner.limits.max_connections {
+                if let Some(old) = st.draining.pop_front() {
+                    warn!(peer = %old.peer_id(), "too many closed connections with unread messages: dropping the oldest's");
+                }
             }
         }
         removed

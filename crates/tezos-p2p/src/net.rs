@@ -7,7 +7,7 @@
 //! against the connection limit, point and peer transitions) is taken in
 //! one critical section, so parallel handshakes cannot overshoot the limit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use thiserror::Error;
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -35,6 +35,7 @@ use crate::limits::{Limits, LimitsError};
 use crate::peers::{ConnId, PeerMeta};
 use crate::points::ReconnectionConfig;
 use crate::pool::{PoolLimits, Tables};
+use crate::queue::Queue;
 use crate::scheduler::{IoScheduler, SchedulerConfig, Stat};
 use crate::socket::{Connection, ConnectionInfo, SocketError};
 use crate::transport::{Listener, Transport};
@@ -170,7 +171,10 @@ pub struct Triggers {
 /// A running connection as the pool's user sees it.
 pub struct PeerConnection<A, C> {
     pub(crate) socket: Connection<A, C>,
-    pub(crate) app_rx: tokio::sync::Mutex<mpsc::Receiver<(usize, A)>>,
+    /// Application messages read and not yet received, with their sizes;
+    /// bounded by `incoming_app_message_queue_size` while the connection
+    /// runs, closed (and drained by `recv`/`recv_any`) once it ends.
+    pub(crate) app_q: Queue<(usize, A)>,
     /// The point in the point table this connection runs on, if any.
     pub(crate) point: Option<Point>,
     pub(crate) conn_id: ConnId,
@@ -247,6 +251,10 @@ pub(crate) struct State<A, C, P> {
     /// Running connections by peer (ordered, so that iterating is
     /// deterministic and a seeded simulation reproducible).
     pub(crate) connections: BTreeMap<PeerId, Arc<PeerConnection<A, C>>>,
+    /// Connections that have ended with application messages still
+    /// unread, oldest first: `recv_any` still takes from them. At most
+    /// `max_connections`; each leaves once drained, all at shutdown.
+    pub(crate) draining: VecDeque<Arc<PeerConnection<A, C>>>,
     /// Handshakes admitted and not yet running (they hold a slot).
     pub(crate) admitted: usize,
     /// Incoming handshakes in progress, in all and per source address.
@@ -350,6 +358,15 @@ impl<A, C, P> Inner<A, C, P> {
         self.state().connections.len()
     }
 
+    /// `conn` is no longer kept for `recv_any` once its queue is over.
+    pub(crate) fn forget_drained(&self, conn: &PeerConnection<A, C>) {
+        let mut st = self.state();
+        st.draining.retain(|c| !std::ptr::eq(Arc::as_ptr(c), conn));
+        if st.draining.is_empty() {
+            st.draining = VecDeque::new();
+        }
+    }
+
     /// Calls `hooks` on `conn`, the most recently registered first, with no
     /// lock held (a hook may use the pool).
     pub(crate) fn run_hooks(
@@ -443,6 +460,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
                 tables,
                 acl,
                 connections: BTreeMap::new(),
+                draining: VecDeque::new(),
                 admitted: 0,
                 incoming: Default::default(),
                 latest_accepted_swap: None,
@@ -535,6 +553,9 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
         }
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+        // Teardowns after the shutdown keep nothing, and nothing is kept
+        // from before it.
+        self.inner.state().draining = VecDeque::new();
         self.inner.scheduler.shutdown();
     }
 
@@ -591,6 +612,14 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     /// Number of running connections.
     pub fn active_connections(&self) -> usize {
         self.inner.active()
+    }
+
+    /// Connections that have ended with application messages not yet
+    /// received: [`recv_any`](Self::recv_any) still returns those. Each
+    /// is dropped once drained, the oldest beyond `max_connections`, all
+    /// at shutdown.
+    pub fn undrained_connections(&self) -> usize {
+        self.inner.state().draining.len()
     }
 
     /// The running connection to `peer`.
@@ -730,35 +759,47 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     }
 
     /// The next application message of `conn` and its size; fails with
-    /// `ConnectionClosed` once it is closed and drained.
+    /// `ConnectionClosed` once it is closed and drained. Every message read
+    /// before the connection ended (closed by the peer, after its
+    /// `Disconnect`, on an error) is returned before that.
     pub async fn recv(&self, conn: &PeerConnection<A, C>) -> Result<(usize, A), NetError> {
-        conn.app_rx
-            .lock()
-            .await
-            .recv()
-            .await
-            .ok_or(NetError::Socket(SocketError::ConnectionClosed))
+        let item = conn.app_q.pop().await;
+        if conn.app_q.is_over() {
+            self.inner.forget_drained(conn);
+        }
+        item.ok_or(NetError::Socket(SocketError::ConnectionClosed))
     }
 
     /// The next application message of any connection. Connections take
     /// turns: each call starts looking one connection further than the
-    /// last, so a busy connection cannot starve the others.
+    /// last, so a busy connection cannot starve the others. A connection
+    /// that has ended is still looked at until its messages are all
+    /// taken (up to `max_connections` such connections, the oldest
+    /// dropped beyond).
     pub async fn recv_any(&self) -> (Arc<PeerConnection<A, C>>, usize, A) {
         loop {
             let notified = self.inner.app_message.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let mut conns = self.connections();
+            let mut conns: Vec<_> = {
+                let st = self.inner.state();
+                st.connections
+                    .values()
+                    .chain(st.draining.iter())
+                    .cloned()
+                    .collect()
+            };
             if !conns.is_empty() {
                 let turn = self.inner.recv_any_turn.fetch_add(1, Ordering::Relaxed);
                 let n = conns.len();
                 conns.rotate_left(turn % n);
             }
             for conn in conns {
-                if let Ok(mut rx) = conn.app_rx.try_lock() {
-                    if let Ok((size, msg)) = rx.try_recv() {
-                        return (conn.clone(), size, msg);
+                if let Some((size, msg)) = conn.app_q.try_pop() {
+                    if conn.app_q.is_over() {
+                        self.inner.forget_drained(&conn);
                     }
+                    return (conn, size, msg);
                 }
             }
             notified.await;

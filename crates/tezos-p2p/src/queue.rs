@@ -200,6 +200,46 @@ impl<T> Queue<T> {
         Ok(self.try_enqueue(item, self.cost(size), false)?.is_ok())
     }
 
+    /// Pushes `item` if there is room now, or gives it back (also when
+    /// the queue is closed).
+    pub(crate) fn try_push_or_return(&self, item: T, size: usize) -> Result<(), T> {
+        let cost = self.cost(size);
+        let mut st = self.state();
+        if st.closed {
+            return Err(item);
+        }
+        self.enqueue_locked(&mut st, item, cost, false)?;
+        self.changed(st);
+        Ok(())
+    }
+
+    /// Waits until an item of `size` bytes would fit (for a single pusher,
+    /// which can then push it without waiting) or the queue is closed.
+    pub(crate) async fn room(&self, size: usize) -> Result<(), Closed> {
+        let cost = self.cost(size);
+        self.wait_for(|q, st| {
+            if st.closed {
+                Some(Err(Closed))
+            } else if q.fits(st, cost) {
+                Some(Ok(()))
+            } else {
+                None
+            }
+        })
+        .await
+    }
+
+    /// Whether no item is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state().items.is_empty()
+    }
+
+    /// Whether the queue is closed and holds no item: it is over.
+    pub(crate) fn is_over(&self) -> bool {
+        let st = self.state();
+        st.closed && st.items.is_empty()
+    }
+
     /// Pushes `item` whatever the queue holds (for the error that ends a
     /// connection, which must not wait for room). Counts for nothing.
     pub(crate) fn force_push(&self, item: T) -> Result<(), Closed> {
@@ -441,6 +481,29 @@ mod tests {
         assert_eq!(q.pop().await, Some(1));
         assert_eq!(q.pop().await, Some(2));
         assert_eq!(q.pop().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_single_pusher_waits_for_room_then_pushes_without_losing_its_item() {
+        let q = Arc::new(Queue::<u32>::new(2));
+        assert_eq!(q.try_push_or_return(1, 1), Ok(()));
+        assert_eq!(q.try_push_or_return(2, 1), Ok(()));
+        assert_eq!(q.try_push_or_return(3, 1), Err(3));
+        let q2 = q.clone();
+        let waiting = tokio::spawn(async move { q2.room(1).await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(q.pop().await, Some(1));
+        assert_eq!(waiting.await.unwrap(), Ok(()));
+        assert_eq!(q.try_push_or_return(3, 1), Ok(()));
+        assert!(!q.is_empty());
+        q.close();
+        assert_eq!(q.try_push_or_return(4, 1), Err(4));
+        assert_eq!(q.room(1).await, Err(Closed));
+        assert!(!q.is_over());
+        assert_eq!(q.try_pop(), Some(2));
+        assert_eq!(q.try_pop(), Some(3));
+        assert!(q.is_empty() && q.is_over());
     }
 
     #[tokio::test]

@@ -13,6 +13,12 @@
 //! [`IoScheduler`](crate::scheduler::IoScheduler) for bandwidth limits and
 //! statistics. Nothing but the state machine lives across a wait, and an
 //! idle connection holds no buffer, so it costs about a kilobyte.
+//!
+//! Every message decoded before the connection's end is queued before the
+//! end is reported, as in a TCP half-close: the end is the read side's
+//! (EOF, an error, a message that does not decode). A socket that fails a
+//! write ends only the write side; the read side still delivers what the
+//! peer sent before it went, until it meets the end itself.
 
 use std::fmt;
 use std::future::Future;
@@ -138,6 +144,14 @@ impl SocketError {
             }
             _ => SocketError::ConnectionError(e.to_string()),
         }
+    }
+
+    /// Whether the socket itself failed (an error of [`Self::from_io`]).
+    fn is_socket_failure(&self) -> bool {
+        matches!(
+            self,
+            SocketError::ConnectionClosed | SocketError::ConnectionError(_)
+        )
     }
 
     fn from_crypto(e: CryptoError) -> Self {
@@ -666,6 +680,7 @@ impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
                 nonce: send_nonce,
                 busy: None,
             },
+            write_error: None,
         };
         let handle = tokio::spawn(driver);
         *shared.driver.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
@@ -862,6 +877,8 @@ struct Driver<A: AppMessage, M> {
     key: SessionKey,
     read: ReadSide<A>,
     write: WriteSide,
+    /// Why the write side failed, while the read side goes on.
+    write_error: Option<SocketError>,
 }
 
 impl<A: AppMessage, M> Drop for Driver<A, M> {
@@ -947,8 +964,8 @@ impl<A: AppMessage, M> Future for Driver<A, M> {
         let shared = &*this.shared;
         // A side that is blocked has registered its wake-up; neither side
         // can unblock the other, so only a side still moving is stepped
-        // again in this poll.
-        let (mut write_blocked, mut read_blocked) = (false, false);
+        // again in this poll. A side that failed writes no more.
+        let (mut write_blocked, mut read_blocked) = (this.write_error.is_some(), false);
         for _ in 0..STEPS_PER_POLL {
             if !write_blocked {
                 match this.write.step(cx, stream, &this.key, shared) {
@@ -958,9 +975,22 @@ impl<A: AppMessage, M> Future for Driver<A, M> {
                         this.finish(None);
                         return Poll::Ready(());
                     }
-                    Err(e) => {
+                    Err(e) if !e.is_socket_failure() => {
+                        // Not the socket's: the connection is unusable.
                         this.finish(Some(e));
                         return Poll::Ready(());
+                    }
+                    Err(e) => {
+                        // The socket failed: the peer is gone (it reset
+                        // the connection, say, after its last messages).
+                        // What it sent before is still to be read (the
+                        // kernel keeps it), so the read side goes on until
+                        // it meets the end itself, which a dead socket
+                        // gives it after that.
+                        debug!(peer = %shared.info.peer_id, error = %e, "write side fails");
+                        Self::fail_writes(&mut this.write, shared, &e);
+                        this.write_error = Some(e);
+                        write_blocked = true;
                     }
                 }
             }
@@ -968,6 +998,12 @@ impl<A: AppMessage, M> Future for Driver<A, M> {
                 match this.read.step(cx, stream, &this.key, shared) {
                     Ok(step) => read_blocked = matches!(step, Step::Blocked),
                     Err(e) => {
+                        // A plain end after a failed write: the write's
+                        // error says more.
+                        let e = match (e, this.write_error.take()) {
+                            (SocketError::ConnectionClosed, Some(w)) => w,
+                            (e, _) => e,
+                        };
                         this.finish(Some(e));
                         return Poll::Ready(());
                     }
@@ -995,8 +1031,22 @@ impl<A: AppMessage, M> Driver<A, M> {
             shared.io.forget_read(&mut busy.ticket);
         }
         let failed = error.clone().unwrap_or(SocketError::ConnectionClosed);
+        Self::fail_writes(&mut self.write, shared, &failed);
+        if let Some(e) = error {
+            debug!(peer = %shared.info.peer_id, error = %e, "connection ends");
+            let _ = shared.read_q.force_push(Err(e));
+        }
+        shared.closed.store(true, Ordering::Release);
+        shared.closed_notify.notify_waiters();
+        shared.read_q.close();
+    }
+
+    /// Ends the write side: what is being written fails with `failed`,
+    /// what is queued with [`SocketError::ConnectionClosed`], and the queue
+    /// takes no more.
+    fn fail_writes(write: &mut WriteSide, shared: &Shared<A, M>, failed: &SocketError) {
         let mut unsent = None;
-        if let Some(mut busy) = self.write.busy.take() {
+        if let Some(mut busy) = write.busy.take() {
             shared.io.forget_write(&mut busy.ticket);
             for d in busy.done.drain(..) {
                 let _ = d.send(Err(failed.clone()));
@@ -1009,13 +1059,6 @@ impl<A: AppMessage, M> Driver<A, M> {
                 let _ = d.send(Err(SocketError::ConnectionClosed));
             }
         }
-        if let Some(e) = error {
-            debug!(peer = %shared.info.peer_id, error = %e, "connection ends");
-            let _ = shared.read_q.force_push(Err(e));
-        }
-        shared.closed.store(true, Ordering::Release);
-        shared.closed_notify.notify_waiters();
-        shared.read_q.close();
     }
 }
 
