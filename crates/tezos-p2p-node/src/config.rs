@@ -75,6 +75,10 @@ pub struct Settings {
     /// Incoming handshakes in progress at once [default: 20].
     #[arg(long, value_name = "N")]
     pub max_incoming_connections: Option<usize>,
+    /// Incoming handshakes in progress at once from one source (an IPv4
+    /// address or an IPv6 /64) [default: 4].
+    #[arg(long, value_name = "N")]
+    pub max_incoming_connections_per_ip: Option<usize>,
     /// Global download cap, in KiB/s.
     #[arg(long, value_name = "KIB")]
     pub max_download_speed: Option<u64>,
@@ -133,6 +137,9 @@ impl Settings {
             max_incoming_connections: self
                 .max_incoming_connections
                 .or(file.max_incoming_connections),
+            max_incoming_connections_per_ip: self
+                .max_incoming_connections_per_ip
+                .or(file.max_incoming_connections_per_ip),
             max_download_speed: self.max_download_speed.or(file.max_download_speed),
             max_upload_speed: self.max_upload_speed.or(file.max_upload_speed),
             binary_chunks_size: self.binary_chunks_size.or(file.binary_chunks_size),
@@ -281,6 +288,9 @@ impl Settings {
         }
         if let Some(n) = self.max_incoming_connections {
             limits.max_incoming_connections = n;
+        }
+        if let Some(n) = self.max_incoming_connections_per_ip {
+            limits.max_incoming_connections_per_ip = n;
         }
         if !(limits.min_connections <= limits.expected_connections
             && limits.expected_connections <= limits.max_connections)

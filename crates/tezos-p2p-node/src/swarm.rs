@@ -121,6 +121,8 @@ pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
     }
     let mut limits = Limits::default();
     apply_connections(&mut limits, c);
+    // Every node is on 127.0.0.1: one source for the per-source limit.
+    limits.max_incoming_connections_per_ip = limits.max_incoming_connections;
     limits.validate().map_err(|e| e.to_string())?;
     let bounds = limits.bounds();
     let duration = Duration::from_secs_f64(args.duration);
