@@ -1,8 +1,6 @@
-//! The two kinds of application the node runs, one per kind of network:
-//! the shell's messages on a Tezos chain, Text and Bytes on
-//! `octez-p2p-node`'s network. [`App`] is what the rest of the node needs
-//! of them: names and JSON for the RPC, the ping, and the behaviour on a
-//! new connection and on each message.
+//! The two applications the node runs, one per kind of network: the
+//! shell's messages on a Tezos chain, Text and Bytes on `octez-p2p-node`'s
+//! network (their [`App`](crate::node::App) implementations).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,46 +8,13 @@ use std::time::SystemTime;
 use serde_json::{json, Map, Value};
 use tracing::{debug, info};
 
-use tezos_p2p::net::PeerConnection;
 use tezos_p2p_shell::ShellMessage;
 use tezos_p2p_wire::identity::PeerId;
-use tezos_p2p_wire::message::{AppMessage, OctezMetadata};
+use tezos_p2p_wire::message::AppMessage;
 
 use crate::chain::Reply;
 use crate::message::P2pNodeMessage;
-use crate::node::Node;
-
-/// A running connection of the node.
-pub type Conn<M> = PeerConnection<M, OctezMetadata>;
-
-/// An application message type the node can run with.
-pub trait App: AppMessage + Clone + Sync {
-    /// Octez's case title ("Text", "Current_head", …).
-    fn name(&self) -> &'static str;
-
-    /// The message in Octez's JSON.
-    fn to_json(&self) -> Value;
-
-    /// The fields `GET /messages` shows besides `seq`, `peer_id`, `tag`,
-    /// `name`, `size`, `received_at` and `message`.
-    fn extra_json(&self, _out: &mut Map<String, Value>) {}
-
-    /// A message from a POST body: `{"tag": N, "hex": BODY}`, `{"hex":
-    /// TAG_AND_BODY}`, or a form of the network's own.
-    fn from_post(body: &Value) -> Result<Self, String>;
-
-    /// What `--ping-interval` broadcasts, if anything.
-    fn ping(_from: &PeerId) -> Option<Self> {
-        None
-    }
-
-    /// Called on each new running connection, before any of its messages
-    /// is read.
-    fn on_connection(_node: &Node<Self>, _conn: &Arc<Conn<Self>>) {}
-
-    /// Called on each received message.
-    fn on_message(node: &Node<Self>, conn: &Arc<Conn<Self>>, msg: &Self);
-}
+use crate::node::{App, Conn, Node};
 
 /// `{"tag": N, "hex": BODY}` or `{"hex": TAG_AND_BODY}`: the message those
 /// bytes decode to, `None` for another shape.

@@ -19,9 +19,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 
-use crate::app::App;
 use crate::config::{RunConfig, Settings};
 use crate::message::P2pNodeMessage;
+use crate::node::App;
 use crate::node::{Node, NodeParams};
 
 /// A Tezos (Octez) peer-to-peer node.

@@ -12,20 +12,56 @@ use std::time::{Duration, SystemTime};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use serde_json::{Map, Value};
 use tezos_p2p::discovery::DiscoveryConfig;
 use tezos_p2p::events::P2pEvent;
 use tezos_p2p::limits::Limits;
+use tezos_p2p::net::PeerConnection;
 use tezos_p2p::peers::OctezPeerMetadata;
 use tezos_p2p::transport::{TcpOptions, Transport};
 use tezos_p2p::{Config, Net, NetError};
 use tezos_p2p_wire::identity::{Identity, PeerId, PowTarget};
-use tezos_p2p_wire::message::OctezMetadata;
+use tezos_p2p_wire::message::{AppMessage, OctezMetadata};
 use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::version::SupportedVersions;
 
-use crate::app::{App, Conn};
 use crate::chain::Chain;
 use crate::network::Network;
+
+/// A running connection of the node.
+pub type Conn<M> = PeerConnection<M, OctezMetadata>;
+
+/// An application message type the node can run with.
+/// What the node needs of the application messages of its network: names
+/// and JSON for the RPC, the ping, and the behaviour on a new connection
+/// and on each message.
+pub trait App: AppMessage + Clone + Sync {
+    /// Octez's case title ("Text", "Current_head", …).
+    fn name(&self) -> &'static str;
+
+    /// The message in Octez's JSON.
+    fn to_json(&self) -> Value;
+
+    /// The fields `GET /messages` shows besides `seq`, `peer_id`, `tag`,
+    /// `name`, `size`, `received_at` and `message`.
+    fn extra_json(&self, _out: &mut Map<String, Value>) {}
+
+    /// A message from a POST body: `{"tag": N, "hex": BODY}`, `{"hex":
+    /// TAG_AND_BODY}`, or a form of the network's own.
+    fn from_post(body: &Value) -> Result<Self, String>;
+
+    /// What `--ping-interval` broadcasts, if anything.
+    fn ping(_from: &PeerId) -> Option<Self> {
+        None
+    }
+
+    /// Called on each new running connection, before any of its messages
+    /// is read.
+    fn on_connection(_node: &Node<Self>, _conn: &Arc<Conn<Self>>) {}
+
+    /// Called on each received message.
+    fn on_message(node: &Node<Self>, conn: &Arc<Conn<Self>>, msg: &Self);
+}
 
 /// The pool type of a node running `M`.
 pub type P2p<M> = Net<M, OctezMetadata, OctezPeerMetadata>;

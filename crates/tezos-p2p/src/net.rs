@@ -34,7 +34,7 @@ use crate::events::P2pEvent;
 use crate::limits::{Limits, LimitsError};
 use crate::peers::{ConnId, PeerMeta};
 use crate::points::ReconnectionConfig;
-use crate::pool::{PoolLimits, Tables};
+use crate::pool::{ExpectedIdAction, PoolLimits, Tables};
 use crate::queue::Queue;
 use crate::scheduler::{IoScheduler, SchedulerConfig, Stat};
 use crate::socket::{Connection, ConnectionInfo, SocketError};
@@ -887,6 +887,25 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     pub fn untrust_point(&self, point: Point) {
         if let Some(i) = self.inner.state().tables.known_points.get_mut(&point) {
             i.trusted = false;
+        }
+    }
+
+    /// Pins `point` to `peer` (Octez's `P2p_pool.Points.set_expected_peer_id`,
+    /// behind `PATCH /network/points/POINT {"peer_id"}`): a known point is
+    /// pinned; another peer running on it has its address greylisted and is
+    /// disconnected, and another peer being accepted on it has its address
+    /// greylisted.
+    pub async fn set_expected_peer_id(&self, point: Point, peer: PeerId) {
+        let action = self.with_tables(|t| t.set_expected_peer_id(point, peer));
+        match action {
+            ExpectedIdAction::None => {}
+            ExpectedIdAction::GreylistOnly { ip } => self.greylist_addr(ip),
+            ExpectedIdAction::GreylistAndDisconnect { ip, peer } => {
+                self.greylist_addr(ip);
+                if let Some(c) = self.find_connection_by_peer_id(&peer) {
+                    self.disconnect(&c, false, "unexpected peer id").await;
+                }
+            }
         }
     }
 

@@ -1454,3 +1454,28 @@ async fn simultaneous_dial_without_retry_keeps_the_smaller_ids_connection() {
     assert_exchange(&a, &b).await;
     shutdown_all(&[a, b]).await;
 }
+
+/// `Net::set_expected_peer_id`: pinning a point another peer runs on
+/// greylists that peer's address and disconnects it; pinning it to the peer
+/// running there, or an unknown point, changes nothing else.
+#[tokio::test(start_paused = true)]
+async fn pinning_a_point_to_another_peer_greylists_and_disconnects_the_one_there() {
+    let mem = MemoryNetwork::new();
+    let a = node(&mem, 1).await;
+    let b = node(&mem, 2).await;
+    let conn = connect_retry(&a, 2).await;
+    // The right peer: nothing happens.
+    a.set_expected_peer_id(point(2), peer_id(2)).await;
+    assert!(!conn.is_closed());
+    assert!(a.with_acl(|acl| acl.greylisted_ips()).ips.is_empty());
+    // An unknown point: nothing happens either.
+    a.set_expected_peer_id(point(9), peer_id(9)).await;
+    assert!(a.with_acl(|acl| acl.greylisted_ips()).ips.is_empty());
+    // Another peer: B's address is greylisted and B disconnected.
+    a.set_expected_peer_id(point(2), peer_id(3)).await;
+    assert!(conn.is_closed());
+    assert!(a.find_connection_by_peer_id(&peer_id(2)).is_none());
+    assert_eq!(a.with_acl(|acl| acl.greylisted_ips()).ips, vec![ip(2)]);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -1,0 +1,200 @@
+//! The RPC server: Octez's `/network` directory with Octez's JSON shapes,
+//! the node's `/messages` endpoints and `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use tezos_p2p::events::rfc3339;
+use tezos_p2p::peers::{PeerInfo, PeerState};
+use tezos_p2p::points::PointState;
+use tezos_p2p::scheduler::Stat;
+use tezos_p2p::socket::ConnectionInfo;
+use tezos_p2p::NetError;
+use tezos_p2p_wire::identity::PeerId;
+use tezos_p2p_wire::message::OctezMetadata;
+use tezos_p2p_wire::point::Point;
+use tezos_p2p_wire::version::NetworkVersion;
+
+use crate::node::{App, Counters, Node};
+
+mod chains;
+mod messages;
+mod metrics;
+mod network;
+
+type St<M> = State<Arc<Node<M>>>;
+
+/// An error answer: a status and `{"error": "…"}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+    fn not_found(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::bad(format!("bad path: {}", e.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::bad(format!("bad query string: {}", e.body_text()))
+    }
+}
+
+type Res = Result<Response, ApiError>;
+type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+pub(super) fn ok(v: Value) -> Res {
+    Ok(Json(v).into_response())
+}
+
+fn peer_id(s: &str) -> Result<PeerId, ApiError> {
+    s.parse::<PeerId>().map_err(|_| {
+        ApiError::bad(format!(
+            "invalid peer id {s:?}: expected a base58 id (idt…/ids…)"
+        ))
+    })
+}
+
+fn point(s: &str) -> Result<Point, ApiError> {
+    s.parse::<Point>().map_err(|e| {
+        ApiError::bad(format!(
+            "invalid point {s:?}: {e} (expected ADDR:PORT, IPv6 in brackets)"
+        ))
+    })
+}
+
+fn query(q: Q, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let Query(pairs) = q?;
+    for (k, _) in &pairs {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad(if allowed.is_empty() {
+                format!("unknown query parameter {k:?}: this RPC takes none")
+            } else {
+                format!("unknown query parameter {k:?}: expected one of {allowed:?}")
+            }));
+        }
+    }
+    Ok(pairs)
+}
+
+/// A query that may hold only the flag `name` (`?name`): whether it does.
+fn flag(q: Q, name: &str) -> Result<bool, ApiError> {
+    Ok(query(q, &[name])?.iter().any(|(k, _)| k == name))
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes, expected: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("invalid JSON body: {e}; expected {expected}")))
+}
+
+fn time(t: SystemTime) -> Value {
+    Value::String(rfc3339::format(t))
+}
+
+fn net_error(e: NetError) -> ApiError {
+    let status = match &e {
+        NetError::PointBanned(_) | NetError::PeerBanned(_) | NetError::PrivateMode(_) => {
+            StatusCode::FORBIDDEN
+        }
+        NetError::PendingConnection(_) | NetError::Connected(_) | NetError::TooManyConnections => {
+            StatusCode::CONFLICT
+        }
+        NetError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        NetError::NotConnected => StatusCode::NOT_FOUND,
+        NetError::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError(status, e.to_string())
+}
+
+/// The routes.
+pub fn router<M: App>(node: Arc<Node<M>>) -> Router {
+    Router::new()
+        .route("/network/self", get(network::net_self::<M>))
+        .route("/network/version", get(network::net_version::<M>))
+        .route("/network/stat", get(network::net_stat::<M>))
+        .route("/network/full_stat", get(network::full_stat::<M>))
+        .route("/network/log", get(network::net_log::<M>))
+        .route("/network/connections", get(network::connections::<M>))
+        .route(
+            "/network/connections/{peer_id}",
+            get(network::connection::<M>).delete(network::kick::<M>),
+        )
+        .route("/network/peers", get(network::peers::<M>))
+        .route(
+            "/network/peers/{peer_id}",
+            get(network::peer::<M>).patch(network::patch_peer::<M>),
+        )
+        .route(
+            "/network/peers/{peer_id}/banned",
+            get(network::peer_banned::<M>),
+        )
+        .route("/network/peers/{peer_id}/log", get(network::peer_log::<M>))
+        .route("/network/points", get(network::points::<M>))
+        .route(
+            "/network/points/{point}",
+            get(network::point_get::<M>)
+                .put(network::point_connect::<M>)
+                .patch(network::patch_point::<M>),
+        )
+        .route(
+            "/network/points/{point}/banned",
+            get(network::point_banned::<M>),
+        )
+        .route("/network/points/{point}/log", get(network::point_log::<M>))
+        .route("/network/greylist/ips", get(network::greylist_ips::<M>))
+        .route("/network/greylist/peers", get(network::greylist_peers::<M>))
+        .route("/network/greylist", delete(network::greylist_clear::<M>))
+        .route("/chains/main/chain_id", get(chains::chain_id::<M>))
+        .route("/chains/main/blocks/head/hash", get(chains::head_hash::<M>))
+        .route(
+            "/chains/main/blocks/head/header/shell",
+            get(chains::head_shell_header::<M>),
+        )
+        .route("/monitor/heads/main", get(chains::monitor_heads::<M>))
+        .route("/network/heads", get(chains::network_heads::<M>))
+        .route("/messages", get(messages::messages::<M>))
+        .route("/messages/broadcast", post(messages::broadcast::<M>))
+        .route("/messages/send/{peer_id}", post(messages::send::<M>))
+        .route("/metrics", get(metrics::metrics::<M>))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(node)
+}
+
+async fn fallback(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such RPC: {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
