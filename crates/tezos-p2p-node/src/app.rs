@@ -1,6 +1,6 @@
 //! The two applications the node runs, one per kind of network: the
 //! shell's messages on a Tezos chain, Text and Bytes on `octez-p2p-node`'s
-//! network (their [`App`](crate::node::App) implementations).
+//! network (their [`App`] implementations).
 
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -1,5 +1,8 @@
-//! The RPC server: Octez's `/network` directory with Octez's JSON shapes,
-//! the node's `/messages` endpoints and `/metrics`.
+//! The RPC server, one module per directory: [`network`] (Octez's
+//! `/network`, with Octez's JSON shapes), [`chains`] (`/chains/main` and
+//! `/monitor` on a Tezos chain), [`messages`] (the node's `/messages`) and
+//! [`metrics`]. This module holds what they share: errors, query and body
+//! parsing, and the router.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
