@@ -1,15 +1,52 @@
-//! Nonces, the session key and encrypted chunks (wire spec §4–5).
+//! Keys, nonces, the session key and encrypted chunks (wire spec §2, §4–5).
 //!
 //! The primitives are libsodium's (`crypto_box_beforenm` and the detached
 //! `crypto_box_*_afternm` functions: X25519, HSalsa20, XSalsa20-Poly1305),
 //! an audited constant-time implementation built from its bundled source.
 //! A test cross-checks them against the pure-Rust `crypto_box` crate.
 
+use std::fmt;
 use std::sync::Once;
 
 use thiserror::Error;
 
-use crate::identity::{PublicKey, SecretKey};
+/// Length of a public or secret key.
+pub const KEY_LEN: usize = 32;
+
+/// An X25519 public key, as sent in the connection message.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(pub [u8; KEY_LEN]);
+
+/// An X25519 secret key, kept unclamped as Octez does.
+#[derive(Clone)]
+pub struct SecretKey(pub [u8; KEY_LEN]);
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+impl SecretKey {
+    /// 32 random bytes from the operating system's generator.
+    pub fn random() -> Self {
+        use rand::RngCore;
+        let mut sk = [0u8; KEY_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut sk);
+        SecretKey(sk)
+    }
+
+    /// The matching public key: X25519 with the base point.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(scalarmult_base(&self.0))
+    }
+}
 
 /// Length of a nonce.
 pub const NONCE_LEN: usize = 24;

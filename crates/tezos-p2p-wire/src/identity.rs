@@ -9,24 +9,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::crypto;
+pub use crate::crypto::{PublicKey, SecretKey, KEY_LEN};
 
-/// Length of a public or secret key.
-pub const KEY_LEN: usize = 32;
 /// Length of a peer id.
 pub const PEER_ID_LEN: usize = 16;
 /// Length of a proof-of-work stamp.
 pub const STAMP_LEN: usize = 24;
 /// Base58Check prefix of peer ids (`id…`).
 const PEER_ID_PREFIX: [u8; 2] = [0x99, 0x67];
-
-/// An X25519 public key, as sent in the connection message.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublicKey(pub [u8; KEY_LEN]);
-
-/// An X25519 secret key, kept unclamped as Octez does.
-#[derive(Clone)]
-pub struct SecretKey(pub [u8; KEY_LEN]);
 
 /// A proof-of-work stamp.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -35,33 +25,6 @@ pub struct PowStamp(pub [u8; STAMP_LEN]);
 /// A peer id: Blake2b with a 16-byte digest of the public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub [u8; PEER_ID_LEN]);
-
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({})", hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey(..)")
-    }
-}
-
-impl SecretKey {
-    /// 32 random bytes from the operating system's generator.
-    pub fn random() -> Self {
-        use rand::RngCore;
-        let mut sk = [0u8; KEY_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut sk);
-        SecretKey(sk)
-    }
-
-    /// The matching public key: X25519 with the base point.
-    pub fn public_key(&self) -> PublicKey {
-        PublicKey(crypto::scalarmult_base(&self.0))
-    }
-}
 
 impl PublicKey {
     /// The peer id of this key.
