@@ -6,13 +6,11 @@
 //! fields. Unlike Octez, `maintenance_started` / `maintenance_ended` are
 //! encodable too (spec §11 quirk 5).
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
 use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::point::Point;
 
-use crate::peers::ConnId;
+use crate::conn_id::ConnId;
 
 /// One pool-level event, as delivered to watchers and `/network/log`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,17 +189,6 @@ impl P2pEvent {
             MaintenanceStarted => 26,
             MaintenanceEnded => 27,
         }
-    }
-}
-
-/// Normalises an address: IPv4-mapped IPv6 becomes IPv4 (as [`Point::new`]).
-pub(crate) fn normalize_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
     }
 }
 

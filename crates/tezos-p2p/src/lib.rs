@@ -10,6 +10,7 @@
 
 pub mod acl;
 mod answerer;
+mod conn_id;
 mod connect;
 pub mod discovery;
 pub mod events;

@@ -7,7 +7,6 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -15,100 +14,13 @@ use serde::de::DeserializeOwned;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tezos_p2p_wire::identity::PeerId;
-use tezos_p2p_wire::point::Point;
 use thiserror::Error;
 
+use crate::conn_id::parse_addr;
+pub use crate::conn_id::ConnId;
 use crate::events::rfc3339::Rfc3339;
-use crate::events::{normalize_ip, EventRing};
+use crate::events::EventRing;
 use crate::points::InvalidTransition;
-
-/// A connection id (`P2p_connection.Id`): the remote address and, if
-/// known, its listening port.
-///
-/// JSON (Octez `p2p_connection.id`): `{"addr": "<ipv6 text>", "port": n}`
-/// with `port` omitted when unknown; IPv4 addresses are written IPv4-mapped
-/// (`::ffff:a.b.c.d`) as Octez does, and read in either form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    /// Remote address (IPv4-mapped addresses are stored as IPv4).
-    pub addr: IpAddr,
-    /// Remote listening port, if known.
-    pub port: Option<u16>,
-}
-
-impl ConnId {
-    /// A connection id; an IPv4-mapped IPv6 address becomes IPv4.
-    pub fn new(addr: IpAddr, port: Option<u16>) -> Self {
-        ConnId {
-            addr: normalize_ip(addr),
-            port,
-        }
-    }
-
-    /// `(addr, Some port)` for a point (Octez `Id.of_point`).
-    pub fn of_point(p: Point) -> Self {
-        ConnId::new(p.ip(), Some(p.port()))
-    }
-
-    /// The point, if the port is known (Octez `Id.to_point`).
-    pub fn to_point(&self) -> Option<Point> {
-        self.port.map(|port| Point::new(self.addr, port))
-    }
-
-    fn addr_json(&self) -> String {
-        match self.addr {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().to_string(),
-            IpAddr::V6(v6) => v6.to_string(),
-        }
-    }
-}
-
-impl From<Point> for ConnId {
-    fn from(p: Point) -> Self {
-        ConnId::of_point(p)
-    }
-}
-
-impl fmt::Display for ConnId {
-    /// `a.b.c.d:port` / `[v6]:port`, or just the address without a port.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.addr, self.port) {
-            (IpAddr::V4(a), Some(p)) => write!(f, "{a}:{p}"),
-            (IpAddr::V6(a), Some(p)) => write!(f, "[{a}]:{p}"),
-            (a, None) => write!(f, "{a}"),
-        }
-    }
-}
-
-impl Serialize for ConnId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1 + usize::from(self.port.is_some())))?;
-        m.serialize_entry("addr", &self.addr_json())?;
-        if let Some(p) = self.port {
-            m.serialize_entry("port", &p)?;
-        }
-        m.end()
-    }
-}
-
-#[derive(Deserialize)]
-struct ConnIdJson {
-    addr: String,
-    #[serde(default)]
-    port: Option<u16>,
-}
-
-fn parse_addr<E: serde::de::Error>(s: &str) -> Result<IpAddr, E> {
-    s.parse::<IpAddr>()
-        .map_err(|_| E::custom(format_args!("invalid address {s:?}")))
-}
-
-impl<'de> Deserialize<'de> for ConnId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let j = ConnIdJson::deserialize(d)?;
-        Ok(ConnId::new(parse_addr(&j.addr)?, j.port))
-    }
-}
 
 /// Connection state of a peer (`P2p_peer_state.t` without the async
 /// payloads).
