@@ -450,6 +450,41 @@ fn every_rpc_answers_with_its_documented_shape() {
     assert_eq!(s, 404, "{e}");
     let (s, e) = a.req("GET", "/network/peers/nonsense", None);
     assert_eq!(s, 400, "{e}");
+    // As Octez: an unknown peer's or point's log is empty, and a PATCH of
+    // an unknown peer or point is a 404.
+    assert_eq!(
+        a.get(&format!("/network/peers/{unknown}/log")),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        a.get(&format!("/network/peers/{unknown}/log?monitor")),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        a.get("/network/points/10.9.9.9:1/log"),
+        serde_json::json!([])
+    );
+    let (s, e) = a.req(
+        "PATCH",
+        &format!("/network/peers/{unknown}"),
+        Some(r#"{"acl": "open"}"#),
+    );
+    assert_eq!(s, 404, "{e}");
+    let (s, e) = a.req(
+        "PATCH",
+        "/network/points/10.9.9.9:1",
+        Some(r#"{"acl": "open"}"#),
+    );
+    assert_eq!(s, 404, "{e}");
+    // Octez's `GET /version`.
+    let v = a.get("/version");
+    assert!(v["version"]["major"].is_u64() && v["version"]["minor"].is_u64());
+    assert!(v["version"]["build"].is_u64());
+    assert!(
+        v["version"]["additional_info"].is_string() || v["version"]["additional_info"].is_object()
+    );
+    assert_eq!(v["network_version"], a.get("/network/version"));
+    assert!(v.as_object().unwrap().contains_key("commit_info"));
 
     // `?monitor` on a peer's and a point's log: the events held first, then
     // each batch of new ones.

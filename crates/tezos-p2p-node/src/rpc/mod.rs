@@ -139,6 +139,7 @@ fn net_error(e: NetError) -> ApiError {
 /// The routes.
 pub fn router<M: App>(node: Arc<Node<M>>) -> Router {
     Router::new()
+        .route("/version", get(network::version::<M>))
         .route("/network/self", get(network::net_self::<M>))
         .route("/network/version", get(network::net_version::<M>))
         .route("/network/stat", get(network::net_stat::<M>))

@@ -100,6 +100,25 @@ pub(super) async fn net_version<M: App>(State(node): St<M>, q: Q) -> Res {
     ok(version_json(&node.net.announced_version()))
 }
 
+/// Octez's `GET /version` (`Octez_node_version.encoding`): this node's
+/// version as Octez's `Version.t` (the crate's version, `"dev"` before
+/// 1.0), the network version it announces, and no commit information.
+pub(super) async fn version<M: App>(State(node): St<M>, q: Q) -> Res {
+    query(q, &[])?;
+    let part = |s: &str| s.parse::<u64>().unwrap_or(0);
+    let major = part(env!("CARGO_PKG_VERSION_MAJOR"));
+    ok(json!({
+        "version": {
+            "major": major,
+            "minor": part(env!("CARGO_PKG_VERSION_MINOR")),
+            "build": part(env!("CARGO_PKG_VERSION_PATCH")),
+            "additional_info": if major == 0 { "dev" } else { "release" },
+        },
+        "network_version": version_json(&node.net.announced_version()),
+        "commit_info": null,
+    }))
+}
+
 pub(super) async fn net_stat<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     ok(stat_json(&node.net.global_stat()))
@@ -285,7 +304,8 @@ pub(super) async fn patch_peer<M: App>(
         }
         None => {}
     }
-    ok(find_peer(&node, &id).unwrap_or(Value::Null))
+    // As Octez: the change is made, then an unknown peer is a 404.
+    ok(find_peer(&node, &id).ok_or_else(|| ApiError::not_found(format!("unknown peer {id}")))?)
 }
 
 pub(super) async fn peer_banned<M: App>(
@@ -319,12 +339,13 @@ pub(super) async fn peer_log<M: App>(
             })
         })
     };
-    log_answer(node, monitor, since, format!("unknown peer {id}"))
+    log_answer(node, monitor, since)
 }
 
 /// A peer's or a point's event log (`since(node, mark)`: the events after
-/// `mark` as a JSON array and the new mark, or `None` when unknown). Without
-/// `?monitor`, the events held. With it, a stream of JSON arrays, one per
+/// `mark` as a JSON array and the new mark, or `None` when unknown: then
+/// `[]`, as Octez answers, even with `?monitor`). Without `?monitor`, the
+/// events held. With it, a stream of JSON arrays, one per
 /// line: first the events held, then each batch of new ones, until the
 /// client goes away or the peer or point is forgotten. New events are
 /// looked for at every pool event and at least once a second.
@@ -332,9 +353,10 @@ pub(super) fn log_answer<M: App>(
     node: Arc<Node<M>>,
     monitor: bool,
     since: impl Fn(&Node<M>, u64) -> Option<(Value, u64)> + Send + Sync + 'static,
-    unknown: String,
 ) -> Res {
-    let (history, mark) = since(&node, 0).ok_or_else(|| ApiError::not_found(unknown))?;
+    let Some((history, mark)) = since(&node, 0) else {
+        return ok(json!([]));
+    };
     if !monitor {
         return ok(history);
     }
@@ -467,7 +489,8 @@ pub(super) async fn patch_point<M: App>(
         }
         None => {}
     }
-    ok(find_point(&node, &pt).unwrap_or(Value::Null))
+    // As Octez: the change is made, then an unknown point is a 404.
+    ok(find_point(&node, &pt).ok_or_else(|| ApiError::not_found(format!("unknown point {pt}")))?)
 }
 
 pub(super) async fn point_banned<M: App>(
@@ -500,14 +523,15 @@ pub(super) async fn point_log<M: App>(
             })
         })
     };
-    log_answer(node, monitor, since, format!("unknown point {pt}"))
+    log_answer(node, monitor, since)
 }
 
 pub(super) async fn greylist_ips<M: App>(State(node): St<M>, q: Q) -> Res {
     query(q, &[])?;
     let g = node.net.with_acl(|a| a.greylisted_ips());
     ok(json!({
-        "ips": g.ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+        // Octez writes every address as IPv6 (`::ffff:1.2.3.4`).
+        "ips": g.ips.iter().map(|ip| ipv6_text(*ip)).collect::<Vec<_>>(),
         "not_reliable_since": g.not_reliable_since.map(time),
     }))
 }
