@@ -88,6 +88,11 @@ pub struct Settings {
     /// Size of the chunks sent, 19..=65535 bytes.
     #[arg(long, value_name = "BYTES")]
     pub binary_chunks_size: Option<usize>,
+    /// Memory for partially received messages, all connections together,
+    /// in MiB: a connection whose large message would exceed it stops
+    /// reading until others finish [default: 32].
+    #[arg(long, value_name = "MIB")]
+    pub partial_message_budget: Option<usize>,
     /// Local peer discovery over UDP: announce to and listen on this
     /// (broadcast) IPv4 address, e.g. 255.255.255.255:10732.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -143,6 +148,7 @@ impl Settings {
             max_download_speed: self.max_download_speed.or(file.max_download_speed),
             max_upload_speed: self.max_upload_speed.or(file.max_upload_speed),
             binary_chunks_size: self.binary_chunks_size.or(file.binary_chunks_size),
+            partial_message_budget: self.partial_message_budget.or(file.partial_message_budget),
             discovery_addr: self.discovery_addr.or(file.discovery_addr),
             disable_p2p_maintenance: self.disable_p2p_maintenance || file.disable_p2p_maintenance,
             disable_p2p_swap: self.disable_p2p_swap || file.disable_p2p_swap,
@@ -310,6 +316,14 @@ impl Settings {
             }
             limits.binary_chunks_size = Some(size);
         }
+        if let Some(mib) = self.partial_message_budget {
+            if !(1..=1 << 20).contains(&mib) {
+                return Err(format!(
+                    "invalid --partial-message-budget {mib}: must be in 1..=1048576 MiB"
+                ));
+            }
+            limits.partial_message_budget = mib << 20;
+        }
         if self.disable_p2p_maintenance {
             limits.maintenance_idle_time = None;
         }
@@ -391,5 +405,21 @@ mod tests {
         assert_eq!(c.trusted_points.len(), 1);
         assert_eq!(c.limits.expected_connections, 4);
         assert!(serde_json::from_str::<Settings>(r#"{"bogus": 1}"#).is_err());
+        let file: Settings = serde_json::from_str(r#"{"partial-message-budget": 8}"#).unwrap();
+        let c = Settings::default().over(file).finish().unwrap();
+        assert_eq!(c.limits.partial_message_budget, 8 << 20);
+        assert_eq!(
+            Settings::default()
+                .finish()
+                .unwrap()
+                .limits
+                .partial_message_budget,
+            32 << 20
+        );
+        let zero = Settings {
+            partial_message_budget: Some(0),
+            ..Settings::default()
+        };
+        assert!(zero.finish().is_err());
     }
 }

@@ -670,6 +670,53 @@ impl<M: AppMessage> MessageDecoder<M> {
         }
     }
 
+    /// The whole length (size field included) of the next message as its
+    /// header announces it, once its size field and tag are there (and
+    /// checked, as by [`next_size`](Self::next_size)), whether or not its
+    /// body is; `Ok(None)` before. Lets a caller take room for a large
+    /// message before buffering it.
+    pub fn next_announced_size(&mut self) -> Result<Option<usize>, DecodeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.buffered() < SIZE_FIELD_LEN + 2 {
+            return Ok(None);
+        }
+        self.header().map_err(|e| self.fail(e))
+    }
+
+    /// Makes room for the whole next message (once its size field is
+    /// there) plus `extra` bytes, dropping consumed bytes first: the
+    /// message is then buffered without any reallocation, and the buffer
+    /// holds at most its announced size plus `extra` until it is taken.
+    pub fn reserve_next(&mut self, extra: usize) {
+        if let Ok(Some(total)) = self.header() {
+            if self.pos > 0 {
+                self.buf.drain(..self.pos);
+                self.pos = 0;
+            }
+            let want = total.saturating_add(extra);
+            if want > self.buf.capacity() {
+                self.buf.reserve_exact(want - self.buf.len());
+            }
+        }
+    }
+
+    /// The bytes the buffer holds room for (consumed ones included).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Gives the buffer's memory back, down to `keep` bytes or what is
+    /// buffered if more.
+    pub fn shrink(&mut self, keep: usize) {
+        if self.buf.capacity() > keep.max(self.buffered()) {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            self.buf.shrink_to(keep.max(self.buf.len()));
+        }
+    }
+
     /// The whole length of the next message (size field included) once its
     /// size field is there, checked against the limit and, once the tag is
     /// there too, against the tag's own bound ([`AppMessage::max_size`]).
@@ -1231,6 +1278,43 @@ mod tests {
         let mut d = MessageDecoder::<RawMessage>::new();
         d.feed(&hex::decode("063ffffc0012").unwrap());
         assert_eq!(d.next(), Ok(None));
+    }
+
+    #[test]
+    fn announced_size_reserve_and_shrink() {
+        let big = enc(&P2pMessage::Message(RawMessage {
+            tag: 0x10,
+            body: vec![7; 100_000],
+        }));
+        let mut d = MessageDecoder::<RawMessage>::new();
+        // A Bootstrap first, then the big message's size field alone.
+        d.feed(&enc(&P2pMessage::Bootstrap));
+        d.feed(&big[..4]);
+        assert_eq!(d.next_announced_size(), Ok(Some(6)));
+        assert_eq!(d.next(), Ok(Some((6, P2pMessage::Bootstrap))));
+        assert_eq!(d.next_announced_size(), Ok(None), "no tag yet");
+        d.feed(&big[4..1000]);
+        assert_eq!(d.next_announced_size(), Ok(Some(big.len())));
+        assert_eq!(d.next_size(), Ok(None));
+        d.reserve_next(100);
+        let cap = d.capacity();
+        assert!(cap >= big.len() + 100 && cap < big.len() + 200, "{cap}");
+        for piece in big[1000..].chunks(999) {
+            d.feed(piece);
+        }
+        d.feed(&[0, 0, 0]);
+        assert_eq!(d.capacity(), cap, "no reallocation");
+        assert_eq!(d.next_size(), Ok(Some(big.len())));
+        assert!(d.next().unwrap().is_some());
+        d.shrink(16);
+        assert_eq!((d.capacity(), d.buffered()), (16, 3));
+        d.feed(&[2, 0, 2]);
+        assert_eq!(d.next(), Ok(Some((6, P2pMessage::Bootstrap))));
+        // Errors are those of `next`.
+        let mut d = MessageDecoder::<RawMessage>::with_max_message_size(10);
+        d.feed(&hex::decode("000000100010").unwrap());
+        assert!(d.next_announced_size().is_err());
+        assert!(d.is_failed());
     }
 
     #[test]

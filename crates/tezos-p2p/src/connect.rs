@@ -498,6 +498,7 @@ where
                 outgoing_message_queue_size: inner.limits.outgoing_message_queue_size,
                 binary_chunks_size: inner.limits.binary_chunks_size,
                 cancel: Some(inner.cancel.clone()),
+                message_budget: Some(inner.budget.clone()),
                 ..AcceptOptions::default()
             };
             let admission = Admission {

@@ -2,7 +2,8 @@
 //! connections over tokio, on top of the sans-IO [`tezos_p2p_wire`] core.
 //!
 //! Layers, bottom up: [`transport`] (TCP or in-memory), [`scheduler`]
-//! (bandwidth and statistics), [`socket`] (the authenticated connection),
+//! (bandwidth and statistics), [`socket`] (the authenticated connection)
+//! and [`budget`] (bounded memory for partially received messages),
 //! then the pool: [`acl`], [`points`], [`peers`], [`pool`] (the tables),
 //! [`limits`], and [`net`], the facade a user holds.
 
@@ -10,6 +11,7 @@
 
 pub mod acl;
 mod answerer;
+pub mod budget;
 mod conn_id;
 mod connect;
 pub mod discovery;

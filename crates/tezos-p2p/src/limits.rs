@@ -51,6 +51,17 @@ pub struct Limits {
     pub outgoing_message_queue_size: usize,
     /// Bound of each connection's application queue, in messages.
     pub incoming_app_message_queue_size: usize,
+    /// Bytes that partially received messages may hold, across all the
+    /// pool's connections (not in Octez). A message larger than a chunk
+    /// (65 517 bytes) takes room for its announced size once its header
+    /// is read, before its body; when the budget is short, its connection
+    /// stops reading (the peer is held back by TCP) until room frees up,
+    /// first come, first served; a message larger than the whole budget
+    /// waits until it is alone. Smaller messages never wait. Complete
+    /// messages are bounded by the read queues. The default, 32 MiB, lets
+    /// four of the largest shell messages (8 MiB) arrive at once; must be
+    /// positive. See [`crate::budget`].
+    pub partial_message_budget: usize,
     /// Point-table GC: `(max, target)`.
     pub max_known_points: Option<(usize, usize)>,
     /// Peer-table GC: `(max, target)`.
@@ -86,6 +97,7 @@ impl Default for Limits {
             incoming_message_queue_size: 8 << 20,
             outgoing_message_queue_size: 8 << 20,
             incoming_app_message_queue_size: 10,
+            partial_message_budget: crate::budget::DEFAULT_PARTIAL_MESSAGE_BUDGET,
             max_known_points: Some((400, 300)),
             max_known_peer_ids: Some((400, 300)),
             peer_greylist_size: 1023,
@@ -176,6 +188,9 @@ impl Limits {
                     ));
                 }
             }
+        }
+        if self.partial_message_budget == 0 {
+            return Err(invalid("partial_message_budget", "must be positive"));
         }
         if self.incoming_app_message_queue_size == 0 {
             return Err(invalid(
@@ -297,6 +312,10 @@ mod tests {
             },
             Limits {
                 max_incoming_connections_per_ip: 0,
+                ..Limits::default()
+            },
+            Limits {
+                partial_message_budget: 0,
                 ..Limits::default()
             },
         ] {

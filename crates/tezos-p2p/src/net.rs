@@ -30,6 +30,7 @@ use tezos_p2p_wire::rejection::Motive;
 use tezos_p2p_wire::version::{NetworkVersion, SupportedVersions};
 
 use crate::acl::{Acl, AclConfig};
+use crate::budget::MessageBudget;
 use crate::events::P2pEvent;
 use crate::limits::{Limits, LimitsError};
 use crate::peers::{ConnId, PeerMeta};
@@ -287,6 +288,9 @@ pub(crate) struct Inner<A, C, P> {
     pub(crate) config: Config<C>,
     pub(crate) limits: Limits,
     pub(crate) scheduler: IoScheduler,
+    /// The budget for partially received messages, shared by every
+    /// connection.
+    pub(crate) budget: MessageBudget,
     pub(crate) state: Mutex<State<A, C, P>>,
     pub(crate) events: broadcast::Sender<P2pEvent>,
     pub(crate) triggers: Triggers,
@@ -468,6 +472,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
                 latest_swap_request: None,
                 shut_down: false,
             }),
+            budget: MessageBudget::new(limits.partial_message_budget),
             config,
             limits,
             scheduler,
@@ -659,6 +664,19 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     /// Global bandwidth statistics since the start.
     pub fn global_stat(&self) -> Stat {
         self.inner.scheduler.stat()
+    }
+
+    /// Bytes reserved now in the budget for partially received messages
+    /// ([`Limits::partial_message_budget`]): never more than the budget,
+    /// but for a single message larger than the whole budget.
+    pub fn partial_message_bytes(&self) -> usize {
+        self.inner.budget.used()
+    }
+
+    /// Connections waiting now for room in the budget for partially
+    /// received messages (their read side stopped).
+    pub fn partial_message_waiting(&self) -> usize {
+        self.inner.budget.waiting()
     }
 
     /// Registers a hook called for every new running connection.

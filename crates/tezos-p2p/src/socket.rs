@@ -50,6 +50,7 @@ use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::rejection::Motive;
 use tezos_p2p_wire::version::NetworkVersion;
 
+use crate::budget::{Claim, MessageBudget, UNBUDGETED};
 use crate::queue::Queue;
 use crate::scheduler::{ConnectionIo, Stat, Ticket};
 use crate::transport::BoxStream;
@@ -463,6 +464,12 @@ pub struct AcceptOptions {
     pub cancel: Option<CancellationToken>,
     /// Bounds the Ack exchange.
     pub timeout: Option<Duration>,
+    /// The budget for partially received messages this connection shares
+    /// with others (a pool's): a message larger than a chunk waits for
+    /// room in it before its body is read (see [`crate::budget`]). `None`
+    /// (the default): no budget, each connection buffers up to one
+    /// message of `max_message_size`.
+    pub message_budget: Option<MessageBudget>,
 }
 
 impl Default for AcceptOptions {
@@ -474,6 +481,7 @@ impl Default for AcceptOptions {
             max_message_size: tezos_p2p_wire::message::MAX_MESSAGE_SIZE,
             cancel: None,
             timeout: None,
+            message_budget: None,
         }
     }
 }
@@ -576,6 +584,8 @@ struct Shared<A, M> {
     write_q: Queue<WriteItem>,
     read_q: Queue<ReadItem<A>>,
     max_message_size: usize,
+    /// The budget for partially received messages, if any.
+    budget: Option<MessageBudget>,
     /// Plaintext bytes per chunk we send.
     piece: usize,
     /// The connection's cancellation (the pool's, usually).
@@ -651,6 +661,7 @@ impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
             write_q: Queue::new(opts.outgoing_message_queue_size),
             read_q: Queue::new(opts.incoming_message_queue_size),
             max_message_size: opts.max_message_size,
+            budget: opts.message_budget,
             piece,
             cancel: opts.cancel.clone(),
             closed: AtomicBool::new(false),
@@ -904,6 +915,9 @@ struct ReadBusy<A> {
     /// Bytes the scheduler granted for the next read (0: none yet).
     grant: usize,
     ticket: Ticket,
+    /// What the next message holds of the message budget (given back
+    /// when dropped).
+    claim: Claim,
 }
 
 impl<A: AppMessage> ReadBusy<A> {
@@ -914,6 +928,7 @@ impl<A: AppMessage> ReadBusy<A> {
             pos: 0,
             grant: 0,
             ticket: Ticket::default(),
+            claim: Claim::None,
         }
     }
 }
@@ -1193,6 +1208,10 @@ impl<A: AppMessage> ReadSide<A> {
             // 1. A whole message: into the read queue once there is room (a
             //    full queue stops the reading: back-pressure down to TCP).
             if let Some(size) = busy.decoder.next_size().map_err(SocketError::Decoding)? {
+                // Whole: no longer a partial message. (Its bytes are held
+                // until there is room in the read queue, whose bound then
+                // counts them.)
+                let reserved = std::mem::take(&mut busy.claim).is_held();
                 let queue = &shared.read_q;
                 let cost = queue.cost(size);
                 match queue.poll_room(cx, cost) {
@@ -1209,6 +1228,10 @@ impl<A: AppMessage> ReadSide<A> {
                 queue
                     .push_reserved(Ok(msg), cost)
                     .map_err(|_| SocketError::ConnectionClosed)?;
+                if reserved {
+                    // The room made for it goes back with the budget.
+                    busy.decoder.shrink(UNBUDGETED);
+                }
                 return Ok(Step::Progress);
             }
             // 2. A whole chunk: open it.
@@ -1226,8 +1249,31 @@ impl<A: AppMessage> ReadSide<A> {
             }
             busy.buf.drain(..busy.pos);
             busy.pos = 0;
+            // 3. A message larger than a chunk takes its room in the
+            //    message budget before more of it is read; while the
+            //    budget is short, the connection reads nothing (the peer
+            //    is held back by TCP) and keeps no read buffer.
+            if let Some(budget) = &shared.budget {
+                if !busy.claim.is_held() {
+                    let announced = busy
+                        .decoder
+                        .next_announced_size()
+                        .map_err(SocketError::Decoding)?;
+                    if let Some(total) = announced.filter(|&t| t > UNBUDGETED) {
+                        match budget.poll_reserve(cx, &mut busy.claim, total) {
+                            Poll::Ready(()) => busy.decoder.reserve_next(MAX_CHUNK_PLAINTEXT),
+                            Poll::Pending => {
+                                if busy.buf.is_empty() {
+                                    busy.buf = Vec::new();
+                                }
+                                return Ok(Step::Blocked);
+                            }
+                        }
+                    }
+                }
+            }
         }
-        // 3. Read: at least the rest of the chunk under way, so a large
+        // 4. Read: at least the rest of the chunk under way, so a large
         //    chunk takes one read rather than several; an idle connection
         //    reads into a stack buffer that lives only during this poll.
         let want = match &self.busy {
