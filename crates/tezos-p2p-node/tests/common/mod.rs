@@ -340,3 +340,67 @@ impl Stream {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Readings of a node process from /proc, for the robustness suite.
+
+impl NodeProc {
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The node's resident memory (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        vm_rss_kib(self.pid())
+    }
+
+    /// The node's open file descriptors.
+    pub fn fds(&self) -> usize {
+        fd_count(self.pid())
+    }
+
+    /// The value of a Prometheus sample of `/metrics` (`name` or
+    /// `name{labels}` as written there), if present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = http(self.rpc, "GET", "/metrics", None).ok()?;
+        text.lines().find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == name).then(|| v.parse().ok()).flatten()
+        })
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill9(&mut self) -> std::process::ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("the node is reaped")
+    }
+}
+
+/// VmRSS of a process, in KiB (0 if it cannot be read).
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of a process (entries of /proc/PID/fd).
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// The 1, 5 and 15 minute load averages of the machine.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
