@@ -25,7 +25,12 @@ pub struct Limits {
     pub expected_connections: usize,
     /// Above this many connections the maintenance is woken.
     pub max_connections: usize,
-    /// `listen(2)` backlog.
+    /// `listen(2)` backlog: connections the kernel holds until they are
+    /// accepted. 1 024 by default (Octez: 20): with 20, a flood of
+    /// reconnecting sockets keeps the queue full and the kernel drops
+    /// honest peers' connection requests (retried only after 1 s); with
+    /// room for every flooding socket, honest ones only wait their turn
+    /// and the per-source limit does the rest.
     pub backlog: u32,
     /// Incoming handshakes in progress at once.
     pub max_incoming_connections: usize,
@@ -88,7 +93,7 @@ impl Default for Limits {
             min_connections: 10,
             expected_connections: 50,
             max_connections: 100,
-            backlog: 20,
+            backlog: 1024,
             max_incoming_connections: 20,
             max_incoming_connections_per_ip: 4,
             max_download_speed: None,
