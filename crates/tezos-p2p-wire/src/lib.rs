@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
+pub mod discovery;
 pub mod encoding;
 pub mod handshake;
 pub mod identity;

@@ -16,7 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tracing::debug;
 
-use tezos_p2p_wire::identity::{PeerId, PEER_ID_LEN};
+pub use tezos_p2p_wire::discovery::{decode, encode, MAGIC, MESSAGE_LEN};
 use tezos_p2p_wire::message::{AppMessage, ConnMeta};
 use tezos_p2p_wire::point::Point;
 
@@ -24,10 +24,6 @@ use crate::events::P2pEvent;
 use crate::net::{Inner, Net};
 use crate::peers::PeerMeta;
 
-/// The datagram's magic prefix.
-pub const MAGIC: &[u8; 10] = b"DISCOMAGIC";
-/// Length of a discovery datagram.
-pub const MESSAGE_LEN: usize = MAGIC.len() + PEER_ID_LEN + 2;
 /// Octez's default discovery port.
 pub const DEFAULT_PORT: u16 = 10732;
 /// First delay between two announcements.
@@ -44,27 +40,6 @@ pub struct DiscoveryConfig {
     pub addr: SocketAddr,
     /// Register discovered points as trusted.
     pub trust_discovered_peers: bool,
-}
-
-/// Encodes an announcement. The port is written as its 16 bits (Octez
-/// writes a signed 16-bit integer and cannot announce ports above 32767).
-pub fn encode(peer_id: &PeerId, port: u16) -> [u8; MESSAGE_LEN] {
-    let mut m = [0u8; MESSAGE_LEN];
-    m[..MAGIC.len()].copy_from_slice(MAGIC);
-    m[MAGIC.len()..MAGIC.len() + PEER_ID_LEN].copy_from_slice(&peer_id.0);
-    m[MAGIC.len() + PEER_ID_LEN..].copy_from_slice(&port.to_be_bytes());
-    m
-}
-
-/// Decodes an announcement; `None` for anything else.
-pub fn decode(datagram: &[u8]) -> Option<(PeerId, u16)> {
-    if datagram.len() != MESSAGE_LEN || &datagram[..MAGIC.len()] != MAGIC {
-        return None;
-    }
-    let mut id = [0u8; PEER_ID_LEN];
-    id.copy_from_slice(&datagram[MAGIC.len()..MAGIC.len() + PEER_ID_LEN]);
-    let port = u16::from_be_bytes([datagram[MESSAGE_LEN - 2], datagram[MESSAGE_LEN - 1]]);
-    Some((PeerId(id), port))
 }
 
 /// The delay after `delay`: doubled, up to [`MAX_DELAY`].
@@ -167,18 +142,6 @@ async fn announce<A, C, P>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn announcement_round_trips_and_rejects_other_datagrams() {
-        let id = PeerId([7; 16]);
-        let m = encode(&id, 40_000);
-        assert_eq!(m.len(), 28);
-        assert_eq!(decode(&m), Some((id, 40_000)));
-        assert_eq!(decode(&m[..27]), None);
-        let mut bad = m;
-        bad[0] = b'X';
-        assert_eq!(decode(&bad), None);
-    }
 
     #[test]
     fn delay_doubles_up_to_51_2_s() {
