@@ -3,11 +3,12 @@
 //! decode to it again, the same bytes except a protocol's interface
 //! presence byte (always written `ff`), and owns heap in proportion to the
 //! input. The same message framed with its size goes through
-//! `MessageDecoder`, fed in data-dependent pieces: same message,
-//! or an error of the same class (or `Size_limit_exceeded` for a size over
-//! the tag's bound). `ShellMessage::check_prefix` on the framed message
-//! agrees with the decoder, and on each of its prefixes either waits or
-//! already reports that error; it also runs on the raw input as a framed
+//! `MessageDecoder`, fed in data-dependent pieces: same message, or an
+//! error of the same class (or, for a size over the tag's bound, the tag's
+//! `oversize_error`: `Extra_bytes` for a fixed-size request,
+//! `Size_limit_exceeded` otherwise). `ShellMessage::check_prefix` on the
+//! framed message agrees with the decoder, and on each of its prefixes
+//! either waits or already reports that error; it also runs on the raw input as a framed
 //! prefix (seeds from `framed_prefix_hex`).
 #![no_main]
 
@@ -82,14 +83,16 @@ fuzz_target!(|data: &[u8]| {
 
     match (through_decoder(&framed), &decoded) {
         (Ok(Some(m)), Ok(d)) => assert_eq!(&m, d),
-        (Err(e), Err(d)) => {
-            let over = ShellMessage::max_size(tag).is_some_and(|max| data.len() > max);
-            if over {
-                assert_eq!(e.octez_class(), "Size_limit_exceeded");
-            } else {
-                assert_eq!(e.octez_class(), d.octez_class());
+        (Err(e), Err(d)) => match ShellMessage::max_size(tag) {
+            // Over the tag's bound: refused on the size and the tag, with
+            // the tag's oversize error (`Extra_bytes` for the fixed-size
+            // requests, as Octez's stream reader reports, else
+            // `Size_limit_exceeded`).
+            Some(max) if data.len() > max => {
+                assert_eq!(e, ShellMessage::oversize_error(tag, data.len(), max));
             }
-        }
+            _ => assert_eq!(e.octez_class(), d.octez_class()),
+        },
         (got, want) => panic!("MessageDecoder gave {got:?}, decode {want:?}"),
     }
 });
