@@ -5,6 +5,7 @@ mod app;
 mod chain;
 mod config;
 mod identity;
+mod memory;
 mod message;
 mod network;
 mod node;
@@ -104,6 +105,11 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|c| c == "run") {
+        // Only the long-running node: glibc's tunables (see `memory`).
+        memory::reexec_with_tunables();
+    }
+    memory::configure();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -219,6 +225,7 @@ async fn serve<M: App>(
     dir: &std::path::Path,
 ) -> Result<(), String> {
     let node = Node::<M>::start(params).await?;
+    let trimmer = tokio::spawn(memory::trim_after_closes(node.net.events()));
     let app = rpc::router(node.clone());
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(rpc_listener, app).await {
@@ -242,6 +249,7 @@ async fn serve<M: App>(
     wait_for_signal().await?;
     info!("shutting down");
     server.abort();
+    trimmer.abort();
     if tokio::time::timeout(Duration::from_secs(10), node.shutdown())
         .await
         .is_err()

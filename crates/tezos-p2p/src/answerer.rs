@@ -342,7 +342,9 @@ async fn on_swap_request<A, C, P>(
         return;
     }
     inner.log(P2pEvent::SwapAckSent { source });
-    swap(inner, point, q.peer_id()).await;
+    // Boxed: a whole outgoing connection's future would otherwise live in
+    // every connection's answerer (6.5 KiB each, most of them idle).
+    Box::pin(swap(inner, point, q.peer_id())).await;
 }
 
 /// Answers `Swap_ack(point, _)`: acts only on a connection where we sent a
@@ -381,7 +383,7 @@ async fn on_swap_ack<A, C, P>(
     if running {
         return;
     }
-    swap(inner, point, proposed).await;
+    Box::pin(swap(inner, point, proposed)).await;
 }
 
 /// Connects to `point`; on success drops the connection to `drop_peer`.

@@ -670,6 +670,9 @@ where
             if let Some(i) = st.tables.known_peers.get_mut(&peer) {
                 let _ = i.set_disconnected(now, false);
             }
+            // Tables grown past their maximum by a burst of connections
+            // shrink back as they close.
+            st.tables.forget_over_max(&peer, conn.point);
         }
         if !st.shut_down && !conn.app_q.is_empty() {
             st.draining.push_back(conn.clone());

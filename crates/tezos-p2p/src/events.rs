@@ -453,14 +453,28 @@ pub mod rfc3339 {
 
 /// Bounded ring of the most recent events (Octez `Ringo.Ring`, capacity
 /// 100 for points and peers).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The first [`INLINE_EVENTS`] events are kept in the ring itself, without
+/// an allocation: most peers and points never log more (a connection is
+/// accepted, runs, ends). After a burst of connections, the peers the
+/// table keeps then have no small allocation scattered over the heap,
+/// where each would pin its page.
+#[derive(Debug, Clone)]
 pub struct EventRing<T> {
+    /// The items while there are at most [`INLINE_EVENTS`] and `items` is
+    /// empty: `small[..small_len]`, all `Some`, oldest first.
+    small: [Option<T>; INLINE_EVENTS],
+    small_len: u8,
+    /// The items once there were more (for good).
     items: std::collections::VecDeque<T>,
     capacity: usize,
     /// Items ever pushed, so that a watcher can tell which are new
     /// ([`EventRing::since`]).
     pushed: u64,
 }
+
+/// Events a ring keeps without an allocation.
+pub const INLINE_EVENTS: usize = 3;
 
 /// Capacity of the per-point and per-peer event rings.
 pub const EVENT_RING_CAPACITY: usize = 100;
@@ -471,11 +485,58 @@ impl<T> Default for EventRing<T> {
     }
 }
 
+impl<T: PartialEq> PartialEq for EventRing<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.capacity == other.capacity
+            && self.pushed == other.pushed
+            && self.iter().eq(other.iter())
+    }
+}
+
+/// The items of an [`EventRing`], oldest first.
+pub enum EventIter<'a, T> {
+    /// Kept inline.
+    Small(std::slice::Iter<'a, Option<T>>),
+    /// Kept in the allocated ring.
+    Items(std::collections::vec_deque::Iter<'a, T>),
+}
+
+impl<'a, T> Iterator for EventIter<'a, T> {
+    type Item = &'a T;
+
+    fn next(&mut self) -> Option<&'a T> {
+        match self {
+            EventIter::Small(i) => i.next().and_then(Option::as_ref),
+            EventIter::Items(i) => i.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            EventIter::Small(i) => i.size_hint(),
+            EventIter::Items(i) => i.size_hint(),
+        }
+    }
+}
+
+impl<T> DoubleEndedIterator for EventIter<'_, T> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            EventIter::Small(i) => i.next_back().and_then(Option::as_ref),
+            EventIter::Items(i) => i.next_back(),
+        }
+    }
+}
+
+impl<T> ExactSizeIterator for EventIter<'_, T> {}
+
 impl<T> EventRing<T> {
     /// An empty ring keeping at most `capacity` items (at least 1). It
-    /// allocates as items come: most known points never log an event.
+    /// allocates only past [`INLINE_EVENTS`] items.
     pub fn new(capacity: usize) -> Self {
         EventRing {
+            small: std::array::from_fn(|_| None),
+            small_len: 0,
             items: std::collections::VecDeque::new(),
             capacity: capacity.max(1),
             pushed: 0,
@@ -484,11 +545,30 @@ impl<T> EventRing<T> {
 
     /// Appends an item, dropping the oldest one when full.
     pub fn push(&mut self, item: T) {
+        self.pushed += 1;
+        let n = usize::from(self.small_len);
+        if self.items.is_empty() {
+            if n < INLINE_EVENTS.min(self.capacity) {
+                self.small[n] = Some(item);
+                self.small_len += 1;
+                return;
+            }
+            if n == self.capacity {
+                // A ring of at most INLINE_EVENTS, full: the oldest goes.
+                self.small[..n].rotate_left(1);
+                self.small[n - 1] = Some(item);
+                return;
+            }
+            // Past what fits inline: everything moves to the heap.
+            self.items.reserve_exact(n + 1);
+            self.items
+                .extend(self.small[..n].iter_mut().filter_map(Option::take));
+            self.small_len = 0;
+        }
         if self.items.len() == self.capacity {
             self.items.pop_front();
         }
         self.items.push_back(item);
-        self.pushed += 1;
     }
 
     /// How many items were ever pushed (a mark for [`EventRing::since`]).
@@ -500,33 +580,41 @@ impl<T> EventRing<T> {
     /// oldest first.
     pub fn since(&self, pushed: u64) -> impl Iterator<Item = &T> {
         let new = usize::try_from(self.pushed.saturating_sub(pushed)).unwrap_or(usize::MAX);
-        self.items.iter().skip(self.items.len().saturating_sub(new))
+        self.iter().skip(self.len().saturating_sub(new))
     }
 
     /// The items, oldest first.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
-        self.items.iter()
+    pub fn iter(&self) -> EventIter<'_, T> {
+        if self.items.is_empty() {
+            EventIter::Small(self.small[..usize::from(self.small_len)].iter())
+        } else {
+            EventIter::Items(self.items.iter())
+        }
     }
 
     /// The most recent item.
     pub fn last(&self) -> Option<&T> {
-        self.items.back()
+        self.iter().next_back()
     }
 
     /// Number of items held.
     pub fn len(&self) -> usize {
-        self.items.len()
+        if self.items.is_empty() {
+            usize::from(self.small_len)
+        } else {
+            self.items.len()
+        }
     }
 
     /// Whether the ring is empty.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len() == 0
     }
 }
 
 impl<T: Serialize> Serialize for EventRing<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.items.iter())
+        s.collect_seq(self.iter())
     }
 }
 
@@ -621,6 +709,39 @@ mod tests {
         assert_eq!(r.len(), 100);
         assert_eq!(r.iter().next(), Some(&50));
         assert_eq!(r.last(), Some(&149));
+    }
+
+    /// Every capacity, around the inline bound: the ring holds the last
+    /// `capacity` items in order, whether inline or not, and allocates
+    /// only past the inline bound.
+    #[test]
+    fn event_ring_inline_then_allocated() {
+        for cap in 1..=6 {
+            let mut r = EventRing::new(cap);
+            for n in 1..=12 {
+                r.push(n);
+                let want: Vec<i32> = ((n - cap as i32).max(0) + 1..=n).collect();
+                assert_eq!(
+                    r.iter().copied().collect::<Vec<_>>(),
+                    want,
+                    "cap {cap}, {n}"
+                );
+                assert_eq!(r.iter().next_back(), want.last());
+                assert_eq!((r.len(), r.iter().len()), (want.len(), want.len()));
+                assert_eq!(r.last(), want.last());
+                assert_eq!(
+                    r.items.capacity() > 0,
+                    cap > INLINE_EVENTS && n > INLINE_EVENTS as i32,
+                    "cap {cap}, {n}"
+                );
+                let back: EventRing<i32> =
+                    serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+                assert!(back.iter().eq(r.iter()));
+                assert_eq!(r.clone(), r);
+            }
+        }
+        let r: EventRing<i32> = EventRing::default();
+        assert!(r.is_empty() && r.last().is_none());
     }
 
     #[test]

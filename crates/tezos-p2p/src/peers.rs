@@ -148,45 +148,86 @@ impl PeerMeta for () {}
 /// that an Octez `peers.json` round-trips unchanged. The default is Octez's
 /// `Peer_metadata.empty ()` (all counters `"0"`), so files we write load in
 /// Octez too.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct OctezPeerMetadata(pub serde_json::Value);
+///
+/// Every peer of the table has one, and nearly all of them are the
+/// default: that one is shared (one static JSON value), so that a peer
+/// costs a pointer here rather than the ~10 KiB of its JSON tree; only
+/// metadata read from a peers file that differs from it is kept, behind
+/// an `Arc`.
+#[derive(Debug, Clone, Default)]
+pub struct OctezPeerMetadata(Option<std::sync::Arc<serde_json::Value>>);
 
-impl Default for OctezPeerMetadata {
-    fn default() -> Self {
-        use serde_json::json;
-        let msgs = || {
+impl OctezPeerMetadata {
+    /// Octez's `Peer_metadata.empty ()`.
+    fn empty() -> &'static serde_json::Value {
+        static EMPTY: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(|| {
+            use serde_json::json;
+            let msgs = || {
+                json!({
+                    "branch": "0", "head": "0", "block_header": "0", "operations": "0",
+                    "protocols": "0", "operation_hashes_for_block": "0",
+                    "operations_for_block": "0", "other": "0"
+                })
+            };
             json!({
-                "branch": "0", "head": "0", "block_header": "0", "operations": "0",
-                "protocols": "0", "operation_hashes_for_block": "0",
-                "operations_for_block": "0", "other": "0"
+                "responses": {
+                    "sent": msgs(), "failed": msgs(), "received": msgs(),
+                    "unexpected": "0", "outdated": "0"
+                },
+                "requests": {
+                    "sent": msgs(), "received": msgs(), "failed": msgs(), "scheduled": msgs()
+                },
+                "valid_blocks": "0",
+                "old_heads": "0",
+                "prevalidator_results": {
+                    "cannot_download": "0", "cannot_parse": "0",
+                    "refused_by_prefilter": "0", "refused_by_postfilter": "0",
+                    "applied": "0", "branch_delayed": "0", "branch_refused": "0",
+                    "refused": "0", "duplicate": "0", "outdated": "0"
+                },
+                "unactivated_chains": "0",
+                "inactive_chains": "0",
+                "future_blocks_advertised": "0",
+                "unadvertised": {"block": "0", "operations": "0", "protocol": "0"},
+                "advertisements": {
+                    "sent": {"head": "0", "branch": "0"},
+                    "received": {"head": "0", "branch": "0"}
+                }
             })
-        };
-        OctezPeerMetadata(json!({
-            "responses": {
-                "sent": msgs(), "failed": msgs(), "received": msgs(),
-                "unexpected": "0", "outdated": "0"
-            },
-            "requests": {
-                "sent": msgs(), "received": msgs(), "failed": msgs(), "scheduled": msgs()
-            },
-            "valid_blocks": "0",
-            "old_heads": "0",
-            "prevalidator_results": {
-                "cannot_download": "0", "cannot_parse": "0",
-                "refused_by_prefilter": "0", "refused_by_postfilter": "0",
-                "applied": "0", "branch_delayed": "0", "branch_refused": "0",
-                "refused": "0", "duplicate": "0", "outdated": "0"
-            },
-            "unactivated_chains": "0",
-            "inactive_chains": "0",
-            "future_blocks_advertised": "0",
-            "unadvertised": {"block": "0", "operations": "0", "protocol": "0"},
-            "advertisements": {
-                "sent": {"head": "0", "branch": "0"},
-                "received": {"head": "0", "branch": "0"}
-            }
-        }))
+        })
+    }
+
+    /// Metadata with this JSON value.
+    pub fn new(value: serde_json::Value) -> Self {
+        if &value == Self::empty() {
+            OctezPeerMetadata(None)
+        } else {
+            OctezPeerMetadata(Some(std::sync::Arc::new(value)))
+        }
+    }
+
+    /// The JSON value.
+    pub fn value(&self) -> &serde_json::Value {
+        self.0.as_deref().unwrap_or_else(|| Self::empty())
+    }
+}
+
+impl PartialEq for OctezPeerMetadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl Serialize for OctezPeerMetadata {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for OctezPeerMetadata {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(OctezPeerMetadata::new)
     }
 }
 
@@ -716,6 +757,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn octez_peer_metadata_is_shared_when_default() {
+        let d = OctezPeerMetadata::default();
+        assert_eq!(std::mem::size_of::<OctezPeerMetadata>(), 8);
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["responses"]["sent"]["branch"], "0");
+        assert_eq!(json["advertisements"]["received"]["head"], "0");
+        // Read back: the shared default again.
+        let back: OctezPeerMetadata = serde_json::from_value(json.clone()).unwrap();
+        assert!(back.0.is_none());
+        assert_eq!(back, d);
+        // Anything else is kept as it is.
+        let mut other = json;
+        other["valid_blocks"] = "12".into();
+        let m: OctezPeerMetadata = serde_json::from_value(other.clone()).unwrap();
+        assert_ne!(m, d);
+        assert_eq!(serde_json::to_value(&m).unwrap(), other);
+        assert_eq!(m.value(), &other);
+    }
+
     fn sample_peers(n: usize, events: usize) -> Vec<PeerInfo<OctezPeerMetadata>> {
         (0..n)
             .map(|i| {
@@ -815,7 +876,7 @@ mod tests {
             p.created,
             rfc3339::parse("2019-05-14T13:38:27.419Z").unwrap()
         );
-        assert_eq!(p.metadata.0["anything"], "kept");
+        assert_eq!(p.metadata.value()["anything"], "kept");
         assert_eq!(
             p.last_disconnection.unwrap().1,
             UNIX_EPOCH + Duration::from_secs(1_557_841_300)

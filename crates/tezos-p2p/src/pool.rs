@@ -151,6 +151,9 @@ pub struct Tables<M> {
     pub my_id_points: MyIdPoints,
     /// GC bounds.
     pub limits: PoolLimits,
+    /// The peer and point tables went over their maximum: disconnections
+    /// shed them back to their GC target ([`Tables::forget_over_max`]).
+    shedding: (bool, bool),
 }
 
 impl<M: PeerMeta> Tables<M> {
@@ -161,6 +164,7 @@ impl<M: PeerMeta> Tables<M> {
             known_peers: HashMap::new(),
             my_id_points: MyIdPoints::default(),
             limits,
+            shedding: (false, false),
         }
     }
 
@@ -313,6 +317,53 @@ impl<M: PeerMeta> Tables<M> {
         }
     }
 
+    /// After a disconnection, on a table grown past its maximum (the GC
+    /// keeps what is connected, so a burst of connections grows it): the
+    /// peer and the point that just disconnected, if untrusted, are
+    /// forgotten at once, as the GC of the next registration would
+    /// (rather than kept until then, possibly forever), until the table is
+    /// back at its GC target; the memory of a table that shrank is given
+    /// back. Returns whether the peer and the point were forgotten.
+    pub fn forget_over_max(&mut self, peer: &PeerId, point: Option<Point>) -> (bool, bool) {
+        /// Whether the table sheds an entry now (`shedding` starts over
+        /// `max` and stops at `target`).
+        fn sheds(len: usize, limit: Option<(usize, usize)>, shedding: &mut bool) -> bool {
+            let Some((max, target)) = limit else {
+                return false;
+            };
+            *shedding = (*shedding || len > max) && len > target;
+            *shedding
+        }
+        let mut forgot = (false, false);
+        if sheds(
+            self.known_peers.len(),
+            self.limits.max_known_peer_ids,
+            &mut self.shedding.0,
+        ) && self
+            .known_peers
+            .get(peer)
+            .is_some_and(|i| i.is_disconnected() && !i.trusted)
+        {
+            forgot.0 = self.known_peers.remove(peer).is_some();
+        }
+        if let Some(p) = point {
+            if sheds(
+                self.known_points.len(),
+                self.limits.max_known_points,
+                &mut self.shedding.1,
+            ) && self
+                .known_points
+                .get(&p)
+                .is_some_and(|i| i.is_disconnected() && !i.trusted)
+            {
+                forgot.1 = self.known_points.remove(&p).is_some();
+            }
+        }
+        shrink(&mut self.known_peers, self.shedding.0);
+        shrink(&mut self.known_points, self.shedding.1);
+        forgot
+    }
+
     /// Peer GC: if the table is larger than `target`, removes up to
     /// `size − target` Disconnected untrusted peers, lowest score first,
     /// ties → most recently created first (anti-flooding), then peer id.
@@ -451,6 +502,18 @@ fn sample<R: Rng + ?Sized>(points: Vec<Point>, size: usize, rng: &mut R) -> Vec<
     out
 }
 
+/// Gives back the memory of a map that shrank to a quarter of its room
+/// (down to twice its length while `shedding`, then to its length).
+fn shrink<K: std::hash::Hash + Eq, V>(map: &mut std::collections::HashMap<K, V>, shedding: bool) {
+    let len = map.len();
+    if map.capacity() > 64 && map.capacity() > 4 * len {
+        map.shrink_to(2 * len);
+    }
+    if !shedding && map.capacity() > 2 * len.max(32) {
+        map.shrink_to_fit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,6 +549,50 @@ mod tests {
         info.set_requested(at).unwrap();
         info.set_disconnected(&ReconnectionConfig::default(), at, false)
             .unwrap();
+    }
+
+    /// A burst of running peers grows the table past its maximum; as they
+    /// disconnect, the table sheds them back to its GC target (trusted
+    /// ones are kept), and its memory shrinks with it.
+    #[test]
+    fn a_table_over_its_maximum_sheds_disconnected_peers_to_its_target() {
+        let mut tb = tables(None, Some((40, 30)));
+        let c = ConnId::new("10.0.0.1".parse().unwrap(), None);
+        let ids: Vec<PeerId> = (0..200u32)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                PeerId(id)
+            })
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            tb.register_peer(*id, t(i as u64));
+            let p = tb.known_peers.get_mut(id).unwrap();
+            p.set_accepted(c, t(0)).unwrap();
+            p.set_running(c, t(0)).unwrap();
+            p.trusted = i == 7;
+        }
+        assert_eq!(
+            tb.known_peers.len(),
+            200,
+            "running peers are never collected"
+        );
+        let room = tb.known_peers.capacity();
+        for (i, id) in ids.iter().enumerate() {
+            tb.known_peers
+                .get_mut(id)
+                .unwrap()
+                .set_disconnected(t(1), false)
+                .unwrap();
+            let (forgot, _) = tb.forget_over_max(id, None);
+            assert_eq!(forgot, i != 7 && i < 171, "peer {i}");
+        }
+        assert_eq!(tb.known_peers.len(), 30);
+        assert!(tb.known_peers.contains_key(&ids[7]), "trusted: kept");
+        assert!(tb.known_peers.capacity() <= room / 2, "memory given back");
+        // Within its bounds, a disconnection forgets nothing.
+        let (forgot, _) = tb.forget_over_max(&ids[199], None);
+        assert!(!forgot && tb.known_peers.contains_key(&ids[199]));
     }
 
     #[test]

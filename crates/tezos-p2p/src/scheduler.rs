@@ -909,7 +909,15 @@ impl ConnectionIo {
 
 impl Drop for ConnectionIo {
     fn drop(&mut self) {
-        self.inner.connections().remove(&self.id);
+        {
+            let mut conns = self.inner.connections();
+            conns.remove(&self.id);
+            // After a burst of connections, give the table's memory back.
+            let len = conns.len();
+            if conns.capacity() > 64 && conns.capacity() > 4 * len {
+                conns.shrink_to(2 * len);
+            }
+        }
         self.inner.read.release(&self.counters.read);
         self.inner.write.release(&self.counters.write);
     }
