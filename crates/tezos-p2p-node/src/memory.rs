@@ -4,7 +4,7 @@
 //! their small allocations over the heap; once they close, the freed
 //! memory sits in holes below live allocations, which glibc only returns
 //! from the top of its heaps: the RSS of 10 000 closed connections stayed
-//! at 6 x the idle node's. Three settings bring it back (to 1.2 x):
+//! at 6 x the idle node's. These settings bring it back (to 1.1 x):
 //!
 //! * a fixed trim threshold of 256 KiB: by default it grows with the
 //!   largest block freed (up to 64 MiB), after which the free top of a
@@ -19,6 +19,11 @@
 //!   each worker thread keeps cached are scattered over the heap and pin
 //!   their pages (1.4 MiB of RSS after 10 000 connections); no cost was
 //!   measured on the socket benchmarks;
+//! * no fastbins (`mxfast=0`): small chunks freed into fastbins merge into
+//!   a worker arena's top only when consolidated (by `malloc_trim`, say),
+//!   which never trims that top: in about 1 run in 5 a worker arena kept
+//!   6–12 MiB after the connections closed; without fastbins a free that
+//!   reaches the top trims it (≤ 5 % on small messages, within noise);
 //! * [`trim_after_closes`] runs `malloc_trim(0)` after closes, at most once
 //!   a second, in a blocking thread: it hands every free page inside every
 //!   arena back (`MADV_DONTNEED`).
@@ -82,7 +87,7 @@ const TRIM_THRESHOLD: i32 = 256 << 10;
 const MMAP_THRESHOLD: i32 = 2 << 20;
 
 /// What the node runs with (see the module's documentation).
-pub const TUNABLES: &str = "glibc.malloc.tcache_count=0:glibc.malloc.trim_threshold=262144:glibc.malloc.mmap_threshold=2097152";
+pub const TUNABLES: &str = "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0:glibc.malloc.trim_threshold=262144:glibc.malloc.mmap_threshold=2097152";
 
 /// Runs this program again with `GLIBC_TUNABLES` set to [`TUNABLES`],
 /// unless it is set already (by us, or by the user, whose settings win).
@@ -122,6 +127,7 @@ pub fn configure() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets glibc's parameters, under its lock.
     unsafe {
+        libc::mallopt(libc::M_MXFAST, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
