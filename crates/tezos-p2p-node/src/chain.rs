@@ -67,7 +67,7 @@ pub struct PeerHead {
 #[derive(Debug, Default)]
 struct State {
     best: Option<Arc<Head>>,
-    cache: HashMap<BlockHash, Arc<BlockHeader>>,
+    cache: HashMap<BlockHash, Arc<Head>>,
     /// Cache insertion order, oldest first, with encoded sizes.
     order: VecDeque<(BlockHash, usize)>,
     cache_bytes: usize,
@@ -130,7 +130,7 @@ impl Chain {
 
     /// A cached header.
     #[cfg(test)]
-    pub fn header(&self, hash: &BlockHash) -> Option<Arc<BlockHeader>> {
+    pub fn header(&self, hash: &BlockHash) -> Option<Arc<Head>> {
         self.state().cache.get(hash).cloned()
     }
 
@@ -189,7 +189,7 @@ impl Chain {
                 let found: Vec<_> = hashes
                     .iter()
                     .filter_map(|h| st.cache.get(h))
-                    .map(|h| ShellMessage::BlockHeader((**h).clone()))
+                    .map(|h| ShellMessage::BlockHeader(h.header.clone()))
                     .collect();
                 if found.is_empty() {
                     Reply::None
@@ -264,7 +264,7 @@ impl Chain {
 
 /// Adds `head` to the cache, evicting the oldest headers beyond the
 /// bounds. A header larger than the whole byte budget is not kept.
-fn cache(st: &mut State, head: &Head) {
+fn cache(st: &mut State, head: &Arc<Head>) {
     if st.cache.contains_key(&head.hash) {
         return;
     }
@@ -279,7 +279,8 @@ fn cache(st: &mut State, head: &Head) {
         st.cache.remove(&old);
         st.cache_bytes -= old_size;
     }
-    st.cache.insert(head.hash, Arc::new(head.header.clone()));
+    // The head is shared with the best-head slot and the monitor: no copy.
+    st.cache.insert(head.hash, head.clone());
     st.order.push_back((head.hash, size));
     st.cache_bytes += size;
 }

@@ -338,12 +338,13 @@ impl<M: App> Node<M> {
         Ok(node)
     }
 
-    fn sent(&self, msg: &M, n: usize) {
+    /// Counts `n` messages of kind `name` queued.
+    fn sent(&self, name: &'static str, n: usize) {
         if n > 0 {
             self.counters
                 .user_message_sent
                 .fetch_add(n as u64, Ordering::Relaxed);
-            self.counters.kind(msg.name(), |k| k.sent += n as u64);
+            self.counters.kind(name, |k| k.sent += n as u64);
         }
     }
 
@@ -352,7 +353,7 @@ impl<M: App> Node<M> {
     pub fn broadcast(&self, msg: &M) -> Result<usize, NetError> {
         let n = self.net.broadcast(msg, None, None)?;
         inc(&self.counters.broadcast_message_sent);
-        self.sent(msg, n);
+        self.sent(msg.name(), n);
         Ok(n)
     }
 
@@ -364,10 +365,7 @@ impl<M: App> Node<M> {
             .ok_or(NetError::NotConnected)?;
         let name = msg.name();
         self.net.send(&conn, msg).await?;
-        self.counters
-            .user_message_sent
-            .fetch_add(1, Ordering::Relaxed);
-        self.counters.kind(name, |k| k.sent += 1);
+        self.sent(name, 1);
         Ok(())
     }
 
@@ -375,12 +373,7 @@ impl<M: App> Node<M> {
     pub fn try_send(&self, conn: &Conn<M>, msg: M) -> bool {
         let name = msg.name();
         let queued = conn.try_send(msg);
-        if queued {
-            self.counters
-                .user_message_sent
-                .fetch_add(1, Ordering::Relaxed);
-            self.counters.kind(name, |k| k.sent += 1);
-        }
+        self.sent(name, usize::from(queued));
         queued
     }
 
