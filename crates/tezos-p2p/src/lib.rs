@@ -1,35 +1,30 @@
 //! A pool of authenticated, encrypted Tezos (Octez) peer-to-peer
 //! connections over tokio, on top of the sans-IO [`tezos_p2p_wire`] core.
 //!
-//! Layers, bottom up: [`transport`] (TCP or in-memory), [`scheduler`]
-//! (bandwidth and statistics), [`socket`] (the authenticated connection)
-//! and [`budget`] (bounded memory for partially received messages),
-//! then the pool: [`acl`], [`points`], [`peers`], [`pool`] (the tables),
-//! [`limits`], and [`net`], the facade a user holds.
+//! Layers, bottom up, each using only the ones below it:
+//!
+//! * [`socket`]: one authenticated connection (Octez's `P2p_socket`), with
+//!   the [`transport`] (TCP or in-memory), the [`scheduler`] (bandwidth and
+//!   statistics) and the [`budget`] (bounded memory for partially received
+//!   messages);
+//! * [`pool`]: the tables of points and peers, the [`acl`], [`points`],
+//!   [`peers`], [`events`], [`limits`], admission, the connect handler, the
+//!   answerer, the accept loop, the maintenance and the [`discovery`];
+//! * [`net`]: [`Net`], the facade a user holds.
+//!
+//! The modules of the socket and pool layers are also re-exported here,
+//! under their former paths.
 
 #![warn(missing_docs)]
 
-pub mod acl;
-mod answerer;
-pub mod budget;
-mod conn_id;
-mod connect;
-pub mod discovery;
-pub mod events;
-pub mod limits;
-mod maintenance;
 pub mod net;
-pub mod peers;
-pub mod points;
 pub mod pool;
-mod queue;
-pub mod scheduler;
 pub mod sim;
 pub mod socket;
-pub mod transport;
-mod welcome;
 
 pub use net::{Config, Net, NetError, PeerConnection};
+pub use pool::{acl, discovery, events, limits, peers, points};
+pub use socket::{budget, scheduler, transport};
 pub use tezos_p2p_wire as wire;
 
 /// The README's examples, compiled and run as doctests.

@@ -13,9 +13,9 @@ use tezos_p2p_wire::message::{OctezMetadata, RawMessage};
 use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::version::{ChainName, SupportedVersions};
 
-use crate::limits::Limits;
 use crate::net::{Config, Net, NetError};
-use crate::transport::{MemoryNetwork, Transport};
+use crate::pool::limits::Limits;
+use crate::socket::transport::{MemoryNetwork, Transport};
 
 /// The pools of a simulation.
 pub type SimNet = Net<RawMessage, OctezMetadata, ()>;

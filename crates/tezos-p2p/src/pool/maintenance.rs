@@ -18,17 +18,16 @@ use std::time::{Duration, SystemTime};
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
 use tezos_p2p_wire::message::{AppMessage, ConnMeta, P2pMessage};
 use tezos_p2p_wire::point::Point;
 
-use crate::events::P2pEvent;
-use crate::net::Inner;
-use crate::peers::PeerMeta;
-use crate::points::PointState;
+use crate::pool::core::Inner;
+use crate::pool::events::P2pEvent;
+use crate::pool::peers::PeerMeta;
+use crate::pool::points::PointState;
 
 /// How long the worker waits for new points when short of candidates
 /// (Octez's `time_between_looking_for_peers`).
@@ -36,17 +35,6 @@ pub const TIME_BETWEEN_LOOKING_FOR_PEERS: Duration = Duration::from_secs(5);
 
 /// The shortest wait for new points when short of candidates.
 pub const MIN_ASK: Duration = Duration::from_millis(500);
-
-/// The worker's signals.
-#[derive(Debug, Default)]
-pub(crate) struct Handle {
-    /// Asks for a round (`P2p.maintain`).
-    pub(crate) please: Notify,
-    /// Signalled after every round.
-    pub(crate) done: Notify,
-    /// Wakes the discovery sender when short of candidates.
-    pub(crate) wake_discovery: Notify,
-}
 
 /// Why a round runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +144,7 @@ where
         for point in candidates {
             let inner = inner.clone();
             dials.spawn(async move {
-                crate::connect::connect(&inner, point, None, None, None)
+                crate::pool::connect::connect(&inner, point, None, None, None)
                     .await
                     .is_ok()
             });
@@ -352,10 +340,10 @@ mod tests {
     use tezos_p2p_wire::version::{ChainName, SupportedVersions};
 
     use super::*;
-    use crate::limits::Limits;
     use crate::net::{Config, Net};
+    use crate::pool::limits::Limits;
     use crate::sim::{node_identity, node_ip};
-    use crate::transport::{MemoryNetwork, Transport};
+    use crate::socket::transport::{MemoryNetwork, Transport};
 
     type TestNet = Net<RawMessage, OctezMetadata, ()>;
 

@@ -65,7 +65,7 @@ pub struct Limits {
     /// waits until it is alone. Smaller messages never wait. Complete
     /// messages are bounded by the read queues. The default, 32 MiB, lets
     /// four of the largest shell messages (8 MiB) arrive at once; must be
-    /// positive. See [`crate::budget`].
+    /// positive. See [`crate::socket::budget`].
     pub partial_message_budget: usize,
     /// Point-table GC: `(max, target)`.
     pub max_known_points: Option<(usize, usize)>,
@@ -102,7 +102,7 @@ impl Default for Limits {
             incoming_message_queue_size: 8 << 20,
             outgoing_message_queue_size: 8 << 20,
             incoming_app_message_queue_size: 10,
-            partial_message_budget: crate::budget::DEFAULT_PARTIAL_MESSAGE_BUDGET,
+            partial_message_budget: crate::socket::budget::DEFAULT_PARTIAL_MESSAGE_BUDGET,
             max_known_points: Some((400, 300)),
             max_known_peer_ids: Some((400, 300)),
             peer_greylist_size: 1023,

@@ -9,6 +9,8 @@
 //! reach the application queue before the teardown.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +21,11 @@ use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::message::{AppMessage, ConnMeta, P2pMessage};
 use tezos_p2p_wire::point::Point;
 
-use crate::events::P2pEvent;
-use crate::net::{Inner, PeerConnection};
-use crate::peers::PeerMeta;
-use crate::points::PointState;
-use crate::queue::Queue;
+use crate::pool::core::{Inner, NetError, PeerConnection};
+use crate::pool::events::P2pEvent;
+use crate::pool::peers::PeerMeta;
+use crate::pool::points::PointState;
+use crate::socket::queue::Queue;
 use crate::socket::SocketError;
 
 /// Points in an Advertise answer.
@@ -56,12 +58,23 @@ fn cooldown<A>(msg: &P2pMessage<A>) -> Duration {
     }
 }
 
-/// Runs the answerer of `conn` until the connection ends, then tears it
-/// down. Every application message read before the end (the peer's close,
+/// How the answerer dials a point for a swap: the connect handler's
+/// `connect`, handed in by the connect handler that runs the answerer (so
+/// that the answerer does not depend on it). Boxed: a whole outgoing
+/// connection's future would otherwise live in every connection's
+/// answerer (6.5 KiB each, most of them idle).
+pub(crate) type Dial<A, C, P> =
+    fn(Arc<Inner<A, C, P>>, Point) -> Pin<Box<dyn Future<Output = Result<(), NetError>> + Send>>;
+
+/// Runs the answerer of `conn` until the connection ends; the caller then
+/// tears it down. Every application message read before the end (the peer's close,
 /// its `Disconnect`, an error) is in the application queue first, so that
 /// `recv` and `recv_any` get it.
-pub(crate) async fn run<A, C, P>(inner: Arc<Inner<A, C, P>>, conn: Arc<PeerConnection<A, C>>)
-where
+pub(crate) async fn run<A, C, P>(
+    inner: Arc<Inner<A, C, P>>,
+    conn: Arc<PeerConnection<A, C>>,
+    dial: Dial<A, C, P>,
+) where
     A: AppMessage + Clone + Sync,
     C: ConnMeta,
     P: PeerMeta,
@@ -114,11 +127,11 @@ where
                 true
             }
             P2pMessage::SwapRequest(point, proposed) => {
-                on_swap_request(&inner, &conn, point, proposed).await;
+                on_swap_request(&inner, &conn, point, proposed, dial).await;
                 true
             }
             P2pMessage::SwapAck(point, proposed) => {
-                on_swap_ack(&inner, &conn, point, proposed).await;
+                on_swap_ack(&inner, &conn, point, proposed, dial).await;
                 true
             }
         };
@@ -126,11 +139,10 @@ where
             break;
         }
     }
-    // Before the teardown, which keeps the connection reachable to
-    // `recv_any` while its queue holds messages.
+    // Before the teardown (by the caller), which keeps the connection
+    // reachable to `recv_any` while its queue holds messages.
     conn.app_q.close();
     conn.socket.close(false).await;
-    crate::connect::teardown(&inner, &conn);
 }
 
 /// Closes the application queue when dropped.
@@ -285,6 +297,7 @@ async fn on_swap_request<A, C, P>(
     conn: &Arc<PeerConnection<A, C>>,
     point: Point,
     _proposed: PeerId,
+    dial: Dial<A, C, P>,
 ) where
     A: AppMessage + Clone + Sync,
     C: ConnMeta,
@@ -342,9 +355,7 @@ async fn on_swap_request<A, C, P>(
         return;
     }
     inner.log(P2pEvent::SwapAckSent { source });
-    // Boxed: a whole outgoing connection's future would otherwise live in
-    // every connection's answerer (6.5 KiB each, most of them idle).
-    Box::pin(swap(inner, point, q.peer_id())).await;
+    swap(inner, point, q.peer_id(), dial).await;
 }
 
 /// Answers `Swap_ack(point, _)`: acts only on a connection where we sent a
@@ -354,6 +365,7 @@ async fn on_swap_ack<A, C, P>(
     conn: &Arc<PeerConnection<A, C>>,
     point: Point,
     _proposed: PeerId,
+    dial: Dial<A, C, P>,
 ) where
     A: AppMessage + Clone + Sync,
     C: ConnMeta,
@@ -383,12 +395,16 @@ async fn on_swap_ack<A, C, P>(
     if running {
         return;
     }
-    Box::pin(swap(inner, point, proposed)).await;
+    swap(inner, point, proposed, dial).await;
 }
 
 /// Connects to `point`; on success drops the connection to `drop_peer`.
-async fn swap<A, C, P>(inner: &Arc<Inner<A, C, P>>, point: Point, drop_peer: PeerId)
-where
+async fn swap<A, C, P>(
+    inner: &Arc<Inner<A, C, P>>,
+    point: Point,
+    drop_peer: PeerId,
+    dial: Dial<A, C, P>,
+) where
     A: AppMessage + Clone + Sync,
     C: ConnMeta,
     P: PeerMeta,
@@ -400,7 +416,7 @@ where
         st.latest_accepted_swap = Some(now);
         previous
     };
-    match crate::connect::connect(inner, point, None, None, None).await {
+    match dial(inner.clone(), point).await {
         Ok(_) => {
             inner.state().latest_successful_swap = Some(inner.now());
             inner.log(P2pEvent::SwapSuccess { source: drop_peer });

@@ -16,9 +16,8 @@ use rand::Rng;
 use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::point::Point;
 
-pub use crate::events::P2pEvent;
-use crate::peers::{PeerInfo, PeerMeta};
-use crate::points::{PointInfo, PointState};
+use crate::pool::peers::{PeerInfo, PeerMeta};
+use crate::pool::points::{PointInfo, PointState};
 
 /// Known-table bounds (`P2p_limits.max_known_points` /
 /// `max_known_peer_ids`): `Some((max, target))` GCs down to `target` when a
@@ -464,7 +463,7 @@ impl<M: PeerMeta> Tables<M> {
         sample(sorted, size, rng)
     }
 
-    /// Clones of all known peers for [`crate::peers::save_peers_file`],
+    /// Clones of all known peers for [`crate::pool::peers::save_peers_file`],
     /// sorted by peer id (states are not saved).
     pub fn peers_for_file(&self) -> Vec<PeerInfo<M>> {
         let mut v: Vec<PeerInfo<M>> = self.known_peers.values().cloned().collect();
@@ -517,8 +516,8 @@ fn shrink<K: std::hash::Hash + Eq, V>(map: &mut std::collections::HashMap<K, V>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peers::ConnId;
-    use crate::points::ReconnectionConfig;
+    use crate::pool::peers::ConnId;
+    use crate::pool::points::ReconnectionConfig;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use std::collections::HashSet;

@@ -20,9 +20,9 @@ pub use tezos_p2p_wire::discovery::{decode, encode, MAGIC, MESSAGE_LEN};
 use tezos_p2p_wire::message::{AppMessage, ConnMeta};
 use tezos_p2p_wire::point::Point;
 
-use crate::events::P2pEvent;
-use crate::net::{Inner, Net};
-use crate::peers::PeerMeta;
+use crate::pool::core::Inner;
+use crate::pool::events::P2pEvent;
+use crate::pool::peers::PeerMeta;
 
 /// Octez's default discovery port.
 pub const DEFAULT_PORT: u16 = 10732;
@@ -58,34 +58,35 @@ fn udp_socket(bind: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
-    /// Starts local discovery: needs a listening port. Runs until shutdown.
-    pub fn start_discovery(&self, cfg: DiscoveryConfig) -> io::Result<()> {
-        let port = self
-            .inner
-            .config
-            .advertised_port
-            .or(self.inner.listening_port)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "discovery needs a listening port",
-                )
-            })?;
-        let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cfg.addr.port());
-        let receiver = udp_socket(listen)?;
-        let sender = udp_socket(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))?;
-        let message = encode(&self.peer_id(), port);
-        let inner = self.inner.clone();
-        self.inner
-            .tasks
-            .spawn(receive(inner, receiver, cfg.trust_discovered_peers));
-        let inner = self.inner.clone();
-        self.inner
-            .tasks
-            .spawn(announce(inner, sender, cfg.addr, message));
-        Ok(())
-    }
+/// Starts local discovery on `inner`'s pool: needs a listening port.
+/// Runs until shutdown.
+pub(crate) fn start<A, C, P>(inner: &Arc<Inner<A, C, P>>, cfg: DiscoveryConfig) -> io::Result<()>
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    let port = inner
+        .config
+        .advertised_port
+        .or(inner.listening_port)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "discovery needs a listening port",
+            )
+        })?;
+    let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cfg.addr.port());
+    let receiver = udp_socket(listen)?;
+    let sender = udp_socket(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))?;
+    let message = encode(&inner.config.identity.peer_id, port);
+    inner
+        .tasks
+        .spawn(receive(inner.clone(), receiver, cfg.trust_discovered_peers));
+    inner
+        .tasks
+        .spawn(announce(inner.clone(), sender, cfg.addr, message));
+    Ok(())
 }
 
 async fn receive<A, C, P: PeerMeta>(inner: Arc<Inner<A, C, P>>, socket: UdpSocket, trusted: bool) {

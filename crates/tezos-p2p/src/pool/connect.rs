@@ -7,7 +7,9 @@
 //! happen in one critical section (a handshake admitted but not yet running
 //! holds a slot), so parallel handshakes never overshoot the limit.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,13 +21,14 @@ use tezos_p2p_wire::message::{AppMessage, ConnMeta};
 use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::rejection::Motive;
 
-use crate::events::P2pEvent;
-use crate::net::{Inner, NetError, PeerConnection};
-use crate::peers::{ConnId, PeerMeta, PeerState};
-use crate::points::PointState;
-use crate::queue::Queue;
+use crate::pool::answerer;
+use crate::pool::core::{Inner, NetError, PeerConnection};
+use crate::pool::events::P2pEvent;
+use crate::pool::peers::{ConnId, PeerMeta, PeerState};
+use crate::pool::points::PointState;
+use crate::socket::queue::Queue;
+use crate::socket::transport::BoxStream;
 use crate::socket::{self, AcceptOptions, AuthConfig, SocketError};
-use crate::transport::BoxStream;
 
 /// Alternative points sent in a Nack.
 const NACK_POINTS: usize = 50;
@@ -634,15 +637,31 @@ where
     }
     let inner2 = inner.clone();
     let conn2 = conn.clone();
-    inner.tasks.spawn(crate::answerer::run(inner2, conn2));
+    inner.tasks.spawn(async move {
+        answerer::run(inner2.clone(), conn2.clone(), dial).await;
+        teardown(&inner2, &conn2);
+    });
     conn
+}
+
+/// The answerer's way to dial a point for a swap.
+fn dial<A, C, P>(
+    inner: Arc<Inner<A, C, P>>,
+    point: Point,
+) -> Pin<Box<dyn Future<Output = Result<(), NetError>> + Send>>
+where
+    A: AppMessage + Clone + Sync,
+    C: ConnMeta,
+    P: PeerMeta,
+{
+    Box::pin(async move { connect(&inner, point, None, None, None).await.map(drop) })
 }
 
 /// Tears a running connection down (§3.7), once its answerer has ended
 /// (and closed its application queue). A connection whose application
 /// queue still holds messages is kept for `recv_any` until it is drained:
 /// at most `max_connections` of them, the oldest dropped beyond.
-pub(crate) fn teardown<A, C, P>(inner: &Inner<A, C, P>, conn: &Arc<PeerConnection<A, C>>)
+fn teardown<A, C, P>(inner: &Inner<A, C, P>, conn: &Arc<PeerConnection<A, C>>)
 where
     A: AppMessage + Clone + Sync,
     C: ConnMeta,

@@ -15,8 +15,8 @@ use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::point::Point;
 use thiserror::Error;
 
-use crate::events::rfc3339::{self, saturating_add};
-use crate::events::EventRing;
+use crate::pool::events::rfc3339::{self, saturating_add};
+use crate::pool::events::EventRing;
 
 /// Reconnection back-off parameters (`Point_reconnection_config`, spec
 /// §2.2 / §10.2; node config key `p2p.greylisting_config`).

@@ -10,7 +10,7 @@
 //! into a read queue bounded in bytes (so a slow application pushes back
 //! down to TCP); the write side pops encoded messages, seals them into
 //! chunks and writes them. Both go through the
-//! [`IoScheduler`](crate::scheduler::IoScheduler) for bandwidth limits and
+//! [`IoScheduler`](crate::socket::scheduler::IoScheduler) for bandwidth limits and
 //! statistics. Nothing but the state machine lives across a wait, and an
 //! idle connection holds no buffer, so it costs about a kilobyte.
 //!
@@ -19,6 +19,11 @@
 //! (EOF, an error, a message that does not decode). A socket that fails a
 //! write ends only the write side; the read side still delivers what the
 //! peer sent before it went, until it meets the end itself.
+
+pub mod budget;
+pub(crate) mod queue;
+pub mod scheduler;
+pub mod transport;
 
 use std::fmt;
 use std::future::Future;
@@ -50,10 +55,10 @@ use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::rejection::Motive;
 use tezos_p2p_wire::version::NetworkVersion;
 
-use crate::budget::{Claim, MessageBudget, UNBUDGETED};
-use crate::queue::Queue;
-use crate::scheduler::{ConnectionIo, Stat, Ticket};
-use crate::transport::BoxStream;
+use crate::socket::budget::{Claim, MessageBudget, UNBUDGETED};
+use crate::socket::queue::Queue;
+use crate::socket::scheduler::{ConnectionIo, Stat, Ticket};
+use crate::socket::transport::BoxStream;
 
 /// Errors of the socket layer, named after Octez's `P2p_errors`.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -466,7 +471,7 @@ pub struct AcceptOptions {
     pub timeout: Option<Duration>,
     /// The budget for partially received messages this connection shares
     /// with others (a pool's): a message larger than a chunk waits for
-    /// room in it before its body is read (see [`crate::budget`]). `None`
+    /// room in it before its body is read (see [`crate::socket::budget`]). `None`
     /// (the default): no budget, each connection buffers up to one
     /// message of `max_message_size`.
     pub message_budget: Option<MessageBudget>,

@@ -1,7 +1,7 @@
 //! Per-peer state machine (spec §2.3, Octez `P2p_peer_state`) and the
 //! peers file (§2.5, Octez `peers.json`).
 //!
-//! Like [`crate::points`], this is synchronous plain data; every transition
+//! Like [`crate::pool::points`], this is synchronous plain data; every transition
 //! takes `now`.
 
 use std::fmt;
@@ -16,11 +16,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tezos_p2p_wire::identity::PeerId;
 use thiserror::Error;
 
-use crate::conn_id::parse_addr;
-pub use crate::conn_id::ConnId;
-use crate::events::rfc3339::Rfc3339;
-use crate::events::EventRing;
-use crate::points::InvalidTransition;
+use crate::pool::conn_id::parse_addr;
+pub use crate::pool::conn_id::ConnId;
+use crate::pool::events::rfc3339::Rfc3339;
+use crate::pool::events::EventRing;
+use crate::pool::points::InvalidTransition;
 
 /// Connection state of a peer (`P2p_peer_state.t` without the async
 /// payloads).
@@ -621,7 +621,7 @@ pub fn load_peers_file<M: DeserializeOwned>(path: &Path) -> Result<LoadOutcome<M
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::rfc3339;
+    use crate::pool::events::rfc3339;
     use rand::{Rng, SeedableRng};
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -966,11 +966,16 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
         let mut saw_new = 0;
+        // The helper's test name, as the harness knows it (no crate name).
+        let helper = format!(
+            "{}::kill_mid_save_child_process_helper",
+            module_path!().split_once("::").unwrap().1
+        );
         for _round in 0..12 {
             let mut child = std::process::Command::new(&exe)
                 .args([
                     "--exact",
-                    "peers::tests::kill_mid_save_child_process_helper",
+                    &helper,
                     "--test-threads=1",
                 ])
                 .env(CHILD_ENV, &path)

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::point::Point;
 
-use crate::conn_id::ConnId;
+use crate::pool::conn_id::ConnId;
 
 /// One pool-level event, as delivered to watchers and `/network/log`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
