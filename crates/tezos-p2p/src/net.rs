@@ -19,7 +19,7 @@ use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::version::NetworkVersion;
 
 use crate::pool::acl::Acl;
-use crate::pool::core::{periodic_jobs, Inner};
+use crate::pool::core::{periodic_jobs, Inner, Registrations};
 pub use crate::pool::core::{Config, NetError, PeerConnection, Triggers};
 use crate::pool::events::P2pEvent;
 use crate::pool::limits::Limits;
@@ -477,10 +477,9 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     pub fn trust_point(&self, point: Point) {
         self.unban_point(point);
         let now = self.inner.now();
-        self.inner
-            .state()
-            .tables
-            .register_point(point, Some(true), None, now);
+        let mut regs = Registrations::default();
+        regs.point(&mut self.inner.state().tables, point, Some(true), None, now);
+        self.inner.announce(regs);
     }
 
     /// Clears `point`'s trusted flag.
@@ -529,12 +528,16 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     /// Unbans `peer`, registers it and trusts it.
     pub fn trust_peer(&self, peer: PeerId) {
         let now = self.inner.now();
-        let mut st = self.inner.state();
-        st.acl.unban_peer(&peer);
-        st.tables.register_peer(peer, now);
-        if let Some(i) = st.tables.known_peers.get_mut(&peer) {
-            i.trusted = true;
+        let mut regs = Registrations::default();
+        {
+            let mut st = self.inner.state();
+            st.acl.unban_peer(&peer);
+            regs.peer(&mut st.tables, peer, now);
+            if let Some(i) = st.tables.known_peers.get_mut(&peer) {
+                i.trusted = true;
+            }
         }
+        self.inner.announce(regs);
     }
 
     /// Clears `peer`'s trusted flag.
@@ -558,11 +561,15 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     /// Stores `meta` for `peer`, registering it if unknown.
     pub fn set_peer_metadata(&self, peer: PeerId, meta: P) {
         let now = self.inner.now();
-        let mut st = self.inner.state();
-        st.tables.register_peer(peer, now);
-        if let Some(p) = st.tables.known_peers.get_mut(&peer) {
-            p.metadata = meta;
+        let mut regs = Registrations::default();
+        {
+            let mut st = self.inner.state();
+            regs.peer(&mut st.tables, peer, now);
+            if let Some(p) = st.tables.known_peers.get_mut(&peer) {
+                p.metadata = meta;
+            }
         }
+        self.inner.announce(regs);
     }
 
     /// Up to `size` known public points to share (Octez's sampling).

@@ -1479,3 +1479,55 @@ async fn pinning_a_point_to_another_peer_greylists_and_disconnects_the_one_there
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Every registration announces itself (Octez's `register_point` and
+/// `register_peer`): `NewPoint`/`NewPeer` for what is new, `GcPoints` and
+/// `GcPeerIds` when the registration ran the table's GC — also for the
+/// points and peers an operator trusts by hand.
+#[tokio::test(start_paused = true)]
+async fn registrations_log_new_entries_and_gc_runs() {
+    let mem = MemoryNetwork::new();
+    let net = node_with(&mem, 1, |_, l| {
+        l.max_known_points = Some((2, 1));
+        l.max_known_peer_ids = Some((2, 1));
+    })
+    .await;
+    let mut rx = net.events();
+    net.trust_point(point(10));
+    net.trust_point(point(11));
+    net.trust_point(point(10)); // known: nothing new
+    assert_eq!(
+        drain_events(&mut rx),
+        vec![
+            P2pEvent::NewPoint { point: point(10) },
+            P2pEvent::NewPoint { point: point(11) },
+        ]
+    );
+    // The table is at its maximum: the next new point runs the GC first
+    // (which removes nothing here, every point being trusted).
+    net.trust_point(point(12));
+    assert_eq!(
+        drain_events(&mut rx),
+        vec![P2pEvent::GcPoints, P2pEvent::NewPoint { point: point(12) }]
+    );
+    net.trust_peer(peer_id(20));
+    net.set_peer_metadata(peer_id(21), Default::default());
+    net.set_peer_metadata(peer_id(21), Default::default());
+    net.trust_peer(peer_id(22));
+    assert_eq!(
+        drain_events(&mut rx),
+        vec![
+            P2pEvent::NewPeer {
+                peer_id: peer_id(20)
+            },
+            P2pEvent::NewPeer {
+                peer_id: peer_id(21)
+            },
+            P2pEvent::GcPeerIds,
+            P2pEvent::NewPeer {
+                peer_id: peer_id(22)
+            },
+        ]
+    );
+    net.shutdown().await;
+}

@@ -21,7 +21,7 @@ use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::message::{AppMessage, ConnMeta, P2pMessage};
 use tezos_p2p_wire::point::Point;
 
-use crate::pool::core::{Inner, NetError, PeerConnection};
+use crate::pool::core::{Inner, NetError, PeerConnection, Registrations};
 use crate::pool::events::P2pEvent;
 use crate::pool::peers::PeerMeta;
 use crate::pool::points::PointState;
@@ -272,23 +272,14 @@ where
         return;
     }
     let now = inner.now();
-    let mut new = Vec::new();
+    let mut regs = Registrations::default();
     {
         let mut st = inner.state();
         for &p in points {
-            if st
-                .tables
-                .register_new_point(p, None, now)
-                .is_some_and(|o| o.is_new)
-            {
-                new.push(p);
-            }
+            regs.new_point(&mut st.tables, p, None, now);
         }
     }
-    for point in new {
-        inner.triggers.new_point.notify_waiters();
-        inner.log(P2pEvent::NewPoint { point });
-    }
+    inner.announce(regs);
 }
 
 /// Answers `Swap_request(point, _)` from `conn`'s peer (§7.4).

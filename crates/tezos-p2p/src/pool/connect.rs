@@ -21,10 +21,11 @@ use tezos_p2p_wire::message::{AppMessage, ConnMeta};
 use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::rejection::Motive;
 
+use crate::pool::admission::{self, Candidate, Decision, Rules};
 use crate::pool::answerer;
-use crate::pool::core::{Inner, NetError, PeerConnection};
+use crate::pool::core::{Inner, NetError, PeerConnection, Registrations};
 use crate::pool::events::P2pEvent;
-use crate::pool::peers::{ConnId, PeerMeta, PeerState};
+use crate::pool::peers::{ConnId, PeerMeta};
 use crate::pool::points::PointState;
 use crate::socket::queue::Queue;
 use crate::socket::transport::BoxStream;
@@ -63,8 +64,10 @@ where
     P: PeerMeta,
 {
     let now = inner.now();
-    {
+    let mut regs = Registrations::default();
+    let checked = (|| {
         let mut st = inner.state();
+        let st = &mut *st;
         if st.shut_down {
             return Err(NetError::ShutDown);
         }
@@ -76,10 +79,7 @@ where
         if st.connections.len() + st.admitted >= inner.limits.max_connections {
             return Err(NetError::TooManyConnections);
         }
-        let new = st
-            .tables
-            .register_point(point, trusted, expected_peer_id, now)
-            .is_new;
+        regs.point(&mut st.tables, point, trusted, expected_peer_id, now);
         let info = st
             .tables
             .known_points
@@ -93,18 +93,20 @@ where
         }
         match info.state {
             PointState::Requested | PointState::Accepted { .. } => {
-                return Err(NetError::PendingConnection(point))
+                Err(NetError::PendingConnection(point))
             }
-            PointState::Running { .. } => return Err(NetError::Connected(point)),
-            PointState::Disconnected => {}
+            PointState::Running { .. } => Err(NetError::Connected(point)),
+            PointState::Disconnected => {
+                info.set_requested(now)
+                    .map_err(|e| NetError::ConnectionFailed {
+                        point,
+                        reason: e.to_string(),
+                    })
+            }
         }
-        let _ = info.set_requested(now);
-        drop(st);
-        if new {
-            inner.triggers.new_point.notify_waiters();
-            inner.log(P2pEvent::NewPoint { point });
-        }
-    }
+    })();
+    inner.announce(regs);
+    checked?;
     inner.log(P2pEvent::OutgoingConnection { point });
     let timeout = timeout.unwrap_or(inner.limits.connection_timeout);
     let attempt = async {
@@ -151,6 +153,7 @@ fn point_failed<A, C, P: PeerMeta>(inner: &Inner<A, C, P>, point: Point) {
     let mut st = inner.state();
     if let Some(info) = st.tables.known_points.get_mut(&point) {
         if info.state == PointState::Requested {
+            // Cannot fail from Requested.
             let _ = info.set_disconnected(&cfg, now, false);
         }
     }
@@ -196,18 +199,7 @@ impl<A, C, P: PeerMeta> Drop for Admission<A, C, P> {
         }
         let mut st = self.inner.state();
         st.admitted -= 1;
-        if let Some(p) = self.point {
-            if let Some(i) = st.tables.known_points.get_mut(&p) {
-                if i.state == (PointState::Accepted { peer_id: self.peer }) {
-                    let _ = i.set_disconnected(&cfg, now, false);
-                }
-            }
-        }
-        if let Some(i) = st.tables.known_peers.get_mut(&self.peer) {
-            if matches!(i.state, PeerState::Accepted { .. }) {
-                let _ = i.set_disconnected(now, false);
-            }
-        }
+        st.tables.unset_accepted(self.point, self.peer, &cfg, now);
     }
 }
 
@@ -331,249 +323,158 @@ where
         addr: info.id_point.0,
         port: info.id_point.1,
     };
-    // Steps 4 to 9, in one critical section.
-    let decision = {
+    // Steps 4 to 9, in one critical section: the decision, then its
+    // effects on the state.
+    let mut regs = Registrations::default();
+    let (decision, conn_point) = {
         let mut st = inner.state();
         let st = &mut *st;
-        if st.acl.banned_peer(&peer) {
-            Decision::Refuse(NetError::PeerBanned(peer))
-        } else {
-            let remote_point = info.point();
-            let mut new_points = Vec::new();
+        let remote_point = info.point();
+        let conn_point = out_point.or(remote_point);
+        let candidate = Candidate {
+            peer,
+            incoming,
+            point: conn_point,
+            announced: &info.announced_version,
+        };
+        let rules = Rules {
+            local_peer: inner.config.identity.peer_id,
+            versions: &inner.config.versions,
+            threshold: inner.limits.connections_threshold(),
+            private_mode: inner.config.private_mode,
+        };
+        let in_use = st.connections.len() + st.admitted;
+        let decision = admission::admit(&st.tables, &st.acl, in_use, &rules, &candidate);
+        if decision != Decision::PeerBanned {
             if let Some(p) = remote_point {
-                if st
-                    .tables
-                    .register_new_point(p, None, now)
-                    .is_some_and(|o| o.is_new)
-                {
-                    new_points.push(p);
-                }
+                regs.new_point(&mut st.tables, p, None, now);
             }
-            let conn_point = out_point.or(remote_point);
-            let expected = conn_point
-                .and_then(|p| st.tables.known_points.get(&p))
-                .and_then(|i| i.expected_peer_id);
-            match expected {
-                Some(expected) if expected != peer => {
-                    st.acl.greylist_addr(remote_ip, now);
-                    Decision::Refuse(NetError::IdentityCheckFailure {
-                        point: conn_point.unwrap_or(Point::from(remote)),
-                        expected,
-                        received: peer,
-                    })
-                }
-                _ => {
-                    let new_peer = st.tables.register_peer(peer, now).is_new;
-                    let point_info = conn_point.and_then(|p| st.tables.known_points.get(&p));
-                    let point_trusted = point_info.is_some_and(|i| i.trusted);
-                    let peer_info = st.tables.known_peers.get(&peer);
-                    let peer_trusted = peer_info.is_some_and(|i| i.trusted);
-                    // Simultaneous dial: Octez always refuses the incoming
-                    // side, so two peers dialling each other at once refuse
-                    // each other, again and again. We keep the connection
-                    // opened by the smaller peer id: an incoming connection
-                    // from a smaller id wins over our own attempt to that
-                    // peer (which its side refuses), one from a larger id
-                    // loses to it.
-                    let incoming_wins = incoming && peer < inner.config.identity.peer_id;
-                    let motive =
-                        if let Err(m) = inner.config.versions.select(&info.announced_version) {
-                            Some(Ok(m))
-                        } else if st.connections.len() + st.admitted
-                            >= inner.limits.connections_threshold()
-                        {
-                            Some(Ok(Motive::TooManyConnections))
-                        } else if inner.config.private_mode && !point_trusted && !peer_trusted {
-                            Some(Err(NetError::PrivateMode(
-                                conn_point.unwrap_or(Point::from(remote)),
-                            )))
-                        } else if point_info.is_some_and(|i| match i.state {
-                            PointState::Running { .. } => true,
-                            PointState::Accepted { .. } => !incoming_wins,
-                            PointState::Requested => incoming && !incoming_wins,
-                            PointState::Disconnected => false,
-                        }) || peer_info.is_some_and(|i| match i.state {
-                            PeerState::Running { .. } => true,
-                            PeerState::Accepted { .. } => !incoming_wins,
-                            PeerState::Disconnected => false,
-                        }) {
-                            Some(Ok(Motive::AlreadyConnected))
-                        } else {
-                            None
-                        };
-                    if let Some(p) = conn_point {
-                        if let Some(i) = st.tables.known_points.get_mut(&p) {
-                            i.known_public = !info.private_node;
-                        }
-                    }
-                    match motive {
-                        None => {
-                            if let Some(p) = conn_point {
-                                if let Some(i) = st.tables.known_points.get_mut(&p) {
-                                    let _ = i.set_accepted(peer, now);
-                                }
-                            }
-                            if let Some(i) = st.tables.known_peers.get_mut(&peer) {
-                                let _ = i.set_accepted(id_point, now);
-                            }
-                            st.admitted += 1;
-                            Decision::Accept {
-                                conn_point,
-                                new_points,
-                                new_peer,
-                            }
-                        }
-                        Some(Ok(motive)) => Decision::Nack {
-                            motive,
-                            new_points,
-                            new_peer,
-                        },
-                        Some(Err(e)) => Decision::Refuse(e),
-                    }
+        }
+        match decision {
+            Decision::PeerBanned => {}
+            Decision::UnexpectedPeer { .. } => st.acl.greylist_addr(remote_ip, now),
+            Decision::Nack(_) | Decision::NotTrusted | Decision::Accept => {
+                regs.peer(&mut st.tables, peer, now);
+                if let Some(i) = conn_point.and_then(|p| st.tables.known_points.get_mut(&p)) {
+                    i.known_public = !info.private_node;
                 }
             }
         }
+        if decision == Decision::Accept {
+            if let Err(e) = st.tables.set_accepted(conn_point, peer, id_point, now) {
+                warn!(%peer, error = %e, "admission: point and peer out of step");
+            }
+            st.admitted += 1;
+        }
+        (decision, conn_point)
     };
-    match decision {
-        Decision::Refuse(e) => {
-            if let Some(p) = out_point {
-                point_failed(inner, p);
-                peer_failed(inner, peer, id_point);
-            }
-            Err(e)
+    inner.announce(regs);
+    let refused = match decision {
+        Decision::PeerBanned => Some(NetError::PeerBanned(peer)),
+        Decision::UnexpectedPeer { expected } => Some(NetError::IdentityCheckFailure {
+            point: conn_point.unwrap_or(Point::from(remote)),
+            expected,
+            received: peer,
+        }),
+        Decision::NotTrusted => Some(NetError::PrivateMode(
+            conn_point.unwrap_or(Point::from(remote)),
+        )),
+        Decision::Nack(_) | Decision::Accept => None,
+    };
+    if let Some(e) = refused {
+        if let Some(p) = out_point {
+            point_failed(inner, p);
+            peer_failed(inner, peer, id_point);
         }
-        Decision::Nack {
+        return Err(e);
+    }
+    if let Decision::Nack(motive) = decision {
+        inner.log(P2pEvent::RejectingRequest {
+            point: Point::from(remote),
+            id_point,
+            peer_id: peer,
+        });
+        let points = if inner.config.disable_peer_discovery {
+            Vec::new()
+        } else {
+            inner.list_known_points(NACK_POINTS)
+        };
+        // The peer may be gone already: it is refused either way.
+        let _ = auth.nack(motive, points).await;
+        if let Some(p) = out_point {
+            point_failed(inner, p);
+            peer_failed(inner, peer, id_point);
+        }
+        return if matches!(
             motive,
-            new_points,
-            new_peer,
-        } => {
-            announce(inner, &new_points, new_peer.then_some(peer));
-            inner.log(P2pEvent::RejectingRequest {
-                point: Point::from(remote),
-                id_point,
-                peer_id: peer,
-            });
-            let points = if inner.config.disable_peer_discovery {
-                Vec::new()
-            } else {
-                inner.list_known_points(NACK_POINTS)
-            };
-            let _ = auth.nack(motive, points).await;
-            if let Some(p) = out_point {
-                point_failed(inner, p);
-                peer_failed(inner, peer, id_point);
-            }
-            if matches!(
-                motive,
-                Motive::UnknownChainName
-                    | Motive::DeprecatedP2pVersion
-                    | Motive::DeprecatedDistributedDbVersion
-            ) {
-                inner
-                    .state()
-                    .tables
-                    .unregister_point(&out_point.unwrap_or(Point::from(remote)));
-                Err(NetError::RejectedNoCommonProtocol {
-                    announced: info.announced_version.clone(),
-                })
-            } else {
-                Err(NetError::Rejected { peer, motive })
-            }
-        }
-        Decision::Accept {
-            conn_point,
-            new_points,
-            new_peer,
-        } => {
-            announce(inner, &new_points, new_peer.then_some(peer));
-            inner.log(P2pEvent::AcceptingRequest {
-                point: Point::from(remote),
-                id_point,
-                peer_id: peer,
-            });
-            let negotiated = inner
-                .config
-                .versions
-                .select(&info.announced_version)
-                .unwrap_or_else(|_| info.announced_version.clone());
-            let opts = AcceptOptions {
-                incoming_message_queue_size: inner.limits.incoming_message_queue_size,
-                outgoing_message_queue_size: inner.limits.outgoing_message_queue_size,
-                binary_chunks_size: inner.limits.binary_chunks_size,
-                cancel: Some(inner.cancel.clone()),
-                message_budget: Some(inner.budget.clone()),
-                ..AcceptOptions::default()
-            };
-            let admission = Admission {
-                inner: inner.clone(),
-                point: conn_point,
-                peer,
-                armed: true,
-            };
-            match auth.accept::<A>(opts).await {
-                Ok(socket) => Ok(register_connection(
-                    inner, socket, admission, id_point, negotiated,
-                )),
-                Err(e) => {
-                    drop(admission);
-                    let now = inner.now();
-                    let learned = {
-                        let mut st = inner.state();
-                        let mut learned = Vec::new();
-                        if let SocketError::RejectedByNack {
-                            alternative_points: Some(points),
-                            ..
-                        } = &e
-                        {
-                            if !inner.config.disable_peer_discovery {
-                                for p in points {
-                                    if st
-                                        .tables
-                                        .register_new_point(*p, None, now)
-                                        .is_some_and(|o| o.is_new)
-                                    {
-                                        learned.push(*p);
-                                    }
-                                }
-                            }
-                        }
-                        learned
-                    };
-                    announce(inner, &learned, None);
-                    inner.log(P2pEvent::RequestRejected {
-                        point: Point::from(remote),
-                        identity: Some((id_point, peer)),
-                    });
-                    Err(e.into())
+            Motive::UnknownChainName
+                | Motive::DeprecatedP2pVersion
+                | Motive::DeprecatedDistributedDbVersion
+        ) {
+            inner
+                .state()
+                .tables
+                .unregister_point(&out_point.unwrap_or(Point::from(remote)));
+            Err(NetError::RejectedNoCommonProtocol {
+                announced: info.announced_version.clone(),
+            })
+        } else {
+            Err(NetError::Rejected { peer, motive })
+        };
+    }
+    // Admitted: the slot is held until the connection runs or the guard
+    // is dropped.
+    let admission = Admission {
+        inner: inner.clone(),
+        point: conn_point,
+        peer,
+        armed: true,
+    };
+    inner.log(P2pEvent::AcceptingRequest {
+        point: Point::from(remote),
+        id_point,
+        peer_id: peer,
+    });
+    let negotiated = inner
+        .config
+        .versions
+        .select(&info.announced_version)
+        .unwrap_or_else(|_| info.announced_version.clone());
+    let opts = AcceptOptions {
+        incoming_message_queue_size: inner.limits.incoming_message_queue_size,
+        outgoing_message_queue_size: inner.limits.outgoing_message_queue_size,
+        binary_chunks_size: inner.limits.binary_chunks_size,
+        cancel: Some(inner.cancel.clone()),
+        message_budget: Some(inner.budget.clone()),
+        ..AcceptOptions::default()
+    };
+    match auth.accept::<A>(opts).await {
+        Ok(socket) => Ok(register_connection(
+            inner, socket, admission, id_point, negotiated,
+        )),
+        Err(e) => {
+            drop(admission);
+            let now = inner.now();
+            let mut regs = Registrations::default();
+            if let SocketError::RejectedByNack {
+                alternative_points: Some(points),
+                ..
+            } = &e
+            {
+                if !inner.config.disable_peer_discovery {
+                    let mut st = inner.state();
+                    for &p in points {
+                        regs.new_point(&mut st.tables, p, None, now);
+                    }
                 }
             }
+            inner.announce(regs);
+            inner.log(P2pEvent::RequestRejected {
+                point: Point::from(remote),
+                identity: Some((id_point, peer)),
+            });
+            Err(e.into())
         }
-    }
-}
-
-enum Decision {
-    Refuse(NetError),
-    Nack {
-        motive: Motive,
-        new_points: Vec<Point>,
-        new_peer: bool,
-    },
-    Accept {
-        conn_point: Option<Point>,
-        new_points: Vec<Point>,
-        new_peer: bool,
-    },
-}
-
-/// Fires the triggers and events of newly registered points and peer.
-fn announce<A, C, P>(inner: &Inner<A, C, P>, points: &[Point], peer: Option<PeerId>) {
-    for &point in points {
-        inner.triggers.new_point.notify_waiters();
-        inner.log(P2pEvent::NewPoint { point });
-    }
-    if let Some(peer_id) = peer {
-        inner.triggers.new_peer.notify_waiters();
-        inner.log(P2pEvent::NewPeer { peer_id });
     }
 }
 
@@ -613,13 +514,8 @@ where
             trusted: point_trusted || peer_trusted,
             last_sent_swap_request: Mutex::new(None),
         });
-        if let Some(p) = conn_point {
-            if let Some(i) = st.tables.known_points.get_mut(&p) {
-                let _ = i.set_running(peer, now);
-            }
-        }
-        if let Some(i) = st.tables.known_peers.get_mut(&peer) {
-            let _ = i.set_running(conn_id, now);
+        if let Err(e) = st.tables.set_running(conn_point, peer, conn_id, now) {
+            warn!(%peer, error = %e, "connection: point and peer out of step");
         }
         st.connections.insert(peer, conn.clone());
         conn
@@ -681,13 +577,11 @@ where
             _ => false,
         };
         if removed {
-            if let Some(p) = conn.point {
-                if let Some(i) = st.tables.known_points.get_mut(&p) {
-                    let _ = i.set_disconnected(&cfg, now, false);
-                }
-            }
-            if let Some(i) = st.tables.known_peers.get_mut(&peer) {
-                let _ = i.set_disconnected(now, false);
+            if let Err(e) = st
+                .tables
+                .set_disconnected(conn.point, peer, &cfg, now, false)
+            {
+                warn!(%peer, error = %e, "teardown: point and peer out of step");
             }
             // Tables grown past their maximum by a burst of connections
             // shrink back as they close.

@@ -32,7 +32,7 @@ use crate::pool::events::P2pEvent;
 use crate::pool::limits::{Limits, LimitsError};
 use crate::pool::peers::{ConnId, PeerMeta};
 use crate::pool::points::ReconnectionConfig;
-use crate::pool::tables::{PoolLimits, Tables};
+use crate::pool::tables::{PoolLimits, RegisterOutcome, RegisterPeerOutcome, Tables};
 use crate::socket::budget::MessageBudget;
 use crate::socket::queue::Queue;
 use crate::socket::scheduler::{IoScheduler, SchedulerConfig, Stat};
@@ -165,6 +165,76 @@ pub struct Triggers {
     pub new_peer: Notify,
     /// A connection is running.
     pub new_connection: Notify,
+}
+
+/// What registrations made under the state's lock owe the pool once the
+/// lock is released: the `new_point` and `new_peer` triggers and the
+/// `NewPoint`, `NewPeer`, `GcPoints` and `GcPeerIds` events. Every
+/// registration of a point or a peer goes through it, and
+/// [`Inner::announce`] then fires what it collected.
+#[derive(Debug, Default)]
+#[must_use = "registrations are announced by Inner::announce"]
+pub(crate) struct Registrations {
+    points: Vec<Point>,
+    peers: Vec<PeerId>,
+    gc_points: bool,
+    gc_peers: bool,
+}
+
+impl Registrations {
+    /// Registers `point` ([`Tables::register_point`]).
+    pub(crate) fn point<P: PeerMeta>(
+        &mut self,
+        tables: &mut Tables<P>,
+        point: Point,
+        trusted: Option<bool>,
+        expected_peer_id: Option<PeerId>,
+        now: SystemTime,
+    ) -> RegisterOutcome {
+        let o = tables.register_point(point, trusted, expected_peer_id, now);
+        self.note_point(point, &o);
+        o
+    }
+
+    /// Registers `point` unless it is one of ours
+    /// ([`Tables::register_new_point`]); whether it is new.
+    pub(crate) fn new_point<P: PeerMeta>(
+        &mut self,
+        tables: &mut Tables<P>,
+        point: Point,
+        trusted: Option<bool>,
+        now: SystemTime,
+    ) -> bool {
+        match tables.register_new_point(point, trusted, now) {
+            Some(o) => {
+                self.note_point(point, &o);
+                o.is_new
+            }
+            None => false,
+        }
+    }
+
+    /// Registers `peer` ([`Tables::register_peer`]).
+    pub(crate) fn peer<P: PeerMeta>(
+        &mut self,
+        tables: &mut Tables<P>,
+        peer: PeerId,
+        now: SystemTime,
+    ) -> RegisterPeerOutcome {
+        let o = tables.register_peer(peer, now);
+        if o.is_new {
+            self.peers.push(peer);
+        }
+        self.gc_peers |= o.gc_ran;
+        o
+    }
+
+    fn note_point(&mut self, point: Point, o: &RegisterOutcome) {
+        if o.is_new {
+            self.points.push(point);
+        }
+        self.gc_points |= o.gc_ran;
+    }
 }
 
 /// The maintenance worker's signals.
@@ -337,6 +407,25 @@ impl<A, C, P> Inner<A, C, P> {
 
     pub(crate) fn log(&self, event: P2pEvent) {
         let _ = self.events.send(event);
+    }
+
+    /// Fires what `regs` collected, in Octez's order: a GC before the
+    /// registration that ran it.
+    pub(crate) fn announce(&self, regs: Registrations) {
+        if regs.gc_points {
+            self.log(P2pEvent::GcPoints);
+        }
+        for point in regs.points {
+            self.triggers.new_point.notify_waiters();
+            self.log(P2pEvent::NewPoint { point });
+        }
+        if regs.gc_peers {
+            self.log(P2pEvent::GcPeerIds);
+        }
+        for peer_id in regs.peers {
+            self.triggers.new_peer.notify_waiters();
+            self.log(P2pEvent::NewPeer { peer_id });
+        }
     }
 
     pub(crate) fn active(&self) -> usize {

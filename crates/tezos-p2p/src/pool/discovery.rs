@@ -20,8 +20,7 @@ pub use tezos_p2p_wire::discovery::{decode, encode, MAGIC, MESSAGE_LEN};
 use tezos_p2p_wire::message::{AppMessage, ConnMeta};
 use tezos_p2p_wire::point::Point;
 
-use crate::pool::core::Inner;
-use crate::pool::events::P2pEvent;
+use crate::pool::core::{Inner, Registrations};
 use crate::pool::peers::PeerMeta;
 
 /// Octez's default discovery port.
@@ -107,16 +106,17 @@ async fn receive<A, C, P: PeerMeta>(inner: Arc<Inner<A, C, P>>, socket: UdpSocke
         }
         let point = Point::new(from.ip(), port);
         let now = inner.now();
-        let new = inner
-            .state()
-            .tables
-            .register_new_point(point, trusted.then_some(true), now)
-            .is_some_and(|o| o.is_new);
+        let mut regs = Registrations::default();
+        let new = regs.new_point(
+            &mut inner.state().tables,
+            point,
+            trusted.then_some(true),
+            now,
+        );
         if new {
             debug!(%point, %peer, "discovered");
-            inner.triggers.new_point.notify_waiters();
-            inner.log(P2pEvent::NewPoint { point });
         }
+        inner.announce(regs);
     }
 }
 

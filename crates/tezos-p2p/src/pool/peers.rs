@@ -973,11 +973,7 @@ mod tests {
         );
         for _round in 0..12 {
             let mut child = std::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    &helper,
-                    "--test-threads=1",
-                ])
+                .args(["--exact", &helper, "--test-threads=1"])
                 .env(CHILD_ENV, &path)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

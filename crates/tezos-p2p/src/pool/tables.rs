@@ -16,8 +16,9 @@ use rand::Rng;
 use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::point::Point;
 
-use crate::pool::peers::{PeerInfo, PeerMeta};
-use crate::pool::points::{PointInfo, PointState};
+use crate::pool::conn_id::ConnId;
+use crate::pool::peers::{PeerInfo, PeerMeta, PeerState};
+use crate::pool::points::{InvalidTransition, PointInfo, PointState, ReconnectionConfig};
 
 /// Known-table bounds (`P2p_limits.max_known_points` /
 /// `max_known_peer_ids`): `Some((max, target))` GCs down to `target` when a
@@ -167,16 +168,6 @@ impl<M: PeerMeta> Tables<M> {
         }
     }
 
-    /// Empty tables filled with peers loaded from the peers file (entries
-    /// are inserted as is; a duplicated peer id keeps the last entry).
-    pub fn with_peers(limits: PoolLimits, peers: impl IntoIterator<Item = PeerInfo<M>>) -> Self {
-        let mut t = Self::new(limits);
-        for p in peers {
-            t.known_peers.insert(p.peer_id, p);
-        }
-        t
-    }
-
     /// Registers a point (`register_point ?trusted ?expected_peer_id`).
     ///
     /// Unknown point: if the table already holds `max` entries the point GC
@@ -246,20 +237,6 @@ impl<M: PeerMeta> Tables<M> {
         }
     }
 
-    /// [`Tables::register_new_point`] on each point of a list; returns the
-    /// outcomes of the points actually registered (new or known).
-    pub fn register_list_of_new_points(
-        &mut self,
-        points: impl IntoIterator<Item = Point>,
-        trusted: Option<bool>,
-        now: SystemTime,
-    ) -> Vec<(Point, RegisterOutcome)> {
-        points
-            .into_iter()
-            .filter_map(|p| self.register_new_point(p, trusted, now).map(|o| (p, o)))
-            .collect()
-    }
-
     /// Removes a point; returns its info if it was known.
     pub fn unregister_point(&mut self, point: &Point) -> Option<PointInfo> {
         self.known_points.remove(point)
@@ -313,6 +290,93 @@ impl<M: PeerMeta> Tables<M> {
             is_new: true,
             gc_removed,
             gc_ran,
+        }
+    }
+
+    /// A handshake was admitted: its point (if known) and its peer become
+    /// Accepted together. Both transitions are tried; the first invalid one
+    /// is returned (the state it left is unchanged).
+    pub fn set_accepted(
+        &mut self,
+        point: Option<Point>,
+        peer: PeerId,
+        conn: ConnId,
+        now: SystemTime,
+    ) -> Result<(), InvalidTransition> {
+        let p = match point.and_then(|p| self.known_points.get_mut(&p)) {
+            Some(i) => i.set_accepted(peer, now),
+            None => Ok(()),
+        };
+        let q = match self.known_peers.get_mut(&peer) {
+            Some(i) => i.set_accepted(conn, now),
+            None => Ok(()),
+        };
+        p.and(q)
+    }
+
+    /// A connection runs: its point (if known) and its peer become Running
+    /// together (see [`Tables::set_accepted`] for errors).
+    pub fn set_running(
+        &mut self,
+        point: Option<Point>,
+        peer: PeerId,
+        conn: ConnId,
+        now: SystemTime,
+    ) -> Result<(), InvalidTransition> {
+        let p = match point.and_then(|p| self.known_points.get_mut(&p)) {
+            Some(i) => i.set_running(peer, now),
+            None => Ok(()),
+        };
+        let q = match self.known_peers.get_mut(&peer) {
+            Some(i) => i.set_running(conn, now),
+            None => Ok(()),
+        };
+        p.and(q)
+    }
+
+    /// A running connection ended: its point (if known) and its peer become
+    /// Disconnected together (see [`Tables::set_accepted`] for errors).
+    pub fn set_disconnected(
+        &mut self,
+        point: Option<Point>,
+        peer: PeerId,
+        cfg: &ReconnectionConfig,
+        now: SystemTime,
+        requested: bool,
+    ) -> Result<(), InvalidTransition> {
+        let p = match point.and_then(|p| self.known_points.get_mut(&p)) {
+            Some(i) => i.set_disconnected(cfg, now, requested),
+            None => Ok(()),
+        };
+        let q = match self.known_peers.get_mut(&peer) {
+            Some(i) => i.set_disconnected(now, requested),
+            None => Ok(()),
+        };
+        p.and(q)
+    }
+
+    /// An admitted handshake ended before its connection ran: its point
+    /// and its peer, where still Accepted for it, go back to Disconnected
+    /// (another connection may have taken them over meanwhile: those are
+    /// left alone).
+    pub fn unset_accepted(
+        &mut self,
+        point: Option<Point>,
+        peer: PeerId,
+        cfg: &ReconnectionConfig,
+        now: SystemTime,
+    ) {
+        if let Some(i) = point.and_then(|p| self.known_points.get_mut(&p)) {
+            if i.state == (PointState::Accepted { peer_id: peer }) {
+                // Cannot fail from Accepted.
+                let _ = i.set_disconnected(cfg, now, false);
+            }
+        }
+        if let Some(i) = self.known_peers.get_mut(&peer) {
+            if matches!(i.state, PeerState::Accepted { .. }) {
+                // Cannot fail from Accepted.
+                let _ = i.set_disconnected(now, false);
+            }
         }
     }
 
@@ -804,8 +868,15 @@ mod tests {
         assert!(!tb.known_points.contains_key(&pt(1)));
         // register_point (explicit) still works.
         assert!(tb.register_point(pt(1), None, None, t(1)).is_new);
-        let regs = tb.register_list_of_new_points([pt(1), pt(2), pt(3)], None, t(2));
-        assert_eq!(regs.iter().filter(|(_, o)| o.is_new).count(), 2);
+        // pt(1) is known now, pt(2) and pt(3) are new.
+        let new = [pt(1), pt(2), pt(3)]
+            .into_iter()
+            .filter(|&p| {
+                tb.register_new_point(p, None, t(2))
+                    .is_some_and(|o| o.is_new)
+            })
+            .count();
+        assert_eq!(new, 2);
     }
 
     #[test]
@@ -990,7 +1061,5 @@ mod tests {
             v.iter().map(|p| p.peer_id).collect::<Vec<_>>(),
             vec![pid(1), pid(3)]
         );
-        let back = Tables::<()>::with_peers(PoolLimits::default(), v);
-        assert_eq!(back.known_peers.len(), 2);
     }
 }
