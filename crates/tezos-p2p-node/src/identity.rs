@@ -4,20 +4,25 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use tezos_p2p_wire::identity::{Identity, PowSearch, PowTarget, Progress};
+
+use crate::config::UsageError;
 
 /// Reads `path` (Octez's `identity.json`), checking the PoW against
 /// `expected` when given.
-pub fn load(path: &Path, expected: Option<&PowTarget>) -> Result<Identity, String> {
+pub fn load(path: &Path, expected: Option<&PowTarget>) -> Result<Identity> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read identity file {}: {e}", path.display()))?;
+        .with_context(|| format!("cannot read identity file {}", path.display()))?;
     Identity::from_json(&text, expected)
-        .map_err(|e| format!("invalid identity file {}: {e}", path.display()))
+        .map_err(|e| anyhow!("invalid identity file {}: {e}", path.display()))
 }
 
 /// Writes `identity` to `path` (mode 0600, atomically).
-pub fn save(path: &Path, identity: &Identity) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("cannot write identity file {}: {e}", path.display());
+pub fn save(path: &Path, identity: &Identity) -> Result<()> {
+    let err = |e: std::io::Error| anyhow!("cannot write identity file {}: {e}", path.display());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -59,11 +64,24 @@ fn human_secs(s: f64) -> String {
     }
 }
 
+fn eta(p: &Progress) -> String {
+    let left = (p.expected_attempts - p.attempts as f64) / p.rate.max(1.0);
+    if left > 0.0 {
+        format!("ETA {}", human_secs(left))
+    } else {
+        "ETA any moment (past the expected count)".to_owned()
+    }
+}
+
 /// Generates an identity at `level`, reporting progress on stderr: a
-/// redrawn bar on a terminal, a plain line every few seconds otherwise.
-pub fn generate(level: f64) -> Result<Identity, String> {
-    let target = PowTarget::new(level)
-        .map_err(|_| format!("invalid proof-of-work level {level}: must be in 0..=256"))?;
+/// progress bar on a terminal (cleared when the search ends, however early),
+/// a plain line every few seconds otherwise.
+pub fn generate(level: f64) -> Result<Identity> {
+    let target = PowTarget::new(level).map_err(|_| {
+        UsageError(format!(
+            "invalid proof-of-work level {level}: must be in 0..=256"
+        ))
+    })?;
     let tty = std::io::stderr().is_terminal();
     eprintln!("generating an identity with proof-of-work level {level} (about 2^{level} attempts)");
     let search = PowSearch {
@@ -74,54 +92,60 @@ pub fn generate(level: f64) -> Result<Identity, String> {
         },
         ..PowSearch::default()
     };
-    let mut drew = false;
+    // The bar's length is the expected number of attempts, in thousands
+    // (it may run past it: the search is a lottery).
+    let bar = if tty {
+        let expected = (2f64.powf(level) / 1000.0).ceil().max(1.0) as u64;
+        let bar = ProgressBar::with_draw_target(Some(expected), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("[{bar:30}] {percent:>3}%  {msg}")
+                .expect("a valid template")
+                .progress_chars("#>-"),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let start = std::time::Instant::now();
     let identity = Identity::generate(&target, &search, |p: &Progress| {
-        let frac = p.attempts as f64 / p.expected_attempts.max(1.0);
-        let eta = (p.expected_attempts - p.attempts as f64) / p.rate.max(1.0);
-        let eta = if eta > 0.0 {
-            format!("ETA {}", human_secs(eta))
-        } else {
-            "ETA any moment (past the expected count)".to_owned()
-        };
-        if tty {
-            let width = 30;
-            let filled = ((frac.min(1.0)) * width as f64) as usize;
-            eprint!(
-                "\r[{}{}] {:>3.0}%  {} attempts  {}  {}   ",
-                "#".repeat(filled),
-                "-".repeat(width - filled),
-                (frac * 100.0).min(999.0),
+        if let Some(bar) = &bar {
+            bar.set_position(p.attempts / 1000);
+            bar.set_message(format!(
+                "{} attempts  {}  {}",
                 p.attempts,
                 human_rate(p.rate),
-                eta
-            );
-            drew = true;
+                eta(p)
+            ));
         } else {
             eprintln!(
                 "progress: {} attempts ({:.0}% of expected), {}, elapsed {}, {}",
                 p.attempts,
-                frac * 100.0,
+                p.attempts as f64 / p.expected_attempts.max(1.0) * 100.0,
                 human_rate(p.rate),
                 human_secs(p.elapsed.as_secs_f64()),
-                eta
+                eta(p)
             );
         }
-    })
-    .ok_or("identity generation was cancelled")?;
-    if drew {
-        eprintln!();
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
+    let identity = identity.ok_or_else(|| anyhow!("identity generation was cancelled"))?;
+    eprintln!(
+        "identity found in {}",
+        human_secs(start.elapsed().as_secs_f64())
+    );
     Ok(identity)
 }
 
 /// `identity generate`.
-pub fn cmd_generate(dir: &Path, level: f64, force: bool) -> Result<(), String> {
+pub fn cmd_generate(dir: &Path, level: f64, force: bool) -> Result<()> {
     let path = dir.join("identity.json");
     if path.exists() && !force {
-        return Err(format!(
+        bail!(
             "{} already exists; use --force to overwrite it",
             path.display()
-        ));
+        );
     }
     let identity = generate(level)?;
     save(&path, &identity)?;
@@ -131,7 +155,7 @@ pub fn cmd_generate(dir: &Path, level: f64, force: bool) -> Result<(), String> {
 }
 
 /// `identity show`.
-pub fn cmd_show(dir: &Path) -> Result<(), String> {
+pub fn cmd_show(dir: &Path) -> Result<()> {
     let identity = load(&dir.join("identity.json"), None)?;
     println!("peer_id: {}", identity.peer_id);
     println!("public_key: {}", hex::encode(identity.public_key.0));

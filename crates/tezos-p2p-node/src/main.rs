@@ -12,22 +12,26 @@ mod node;
 mod rpc;
 mod swarm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use anyhow::{anyhow, Context, Result};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::{info, warn};
 
-use crate::config::{RunConfig, Settings};
+use crate::config::{Settings, UsageError};
 use crate::message::P2pNodeMessage;
 use crate::node::App;
 use crate::node::{Node, NodeParams};
 
+const EXIT_STATUS: &str = "Exit status: 0 on success, 1 on a runtime failure, 2 on a usage error \
+(an invalid flag, environment variable or config file value).";
+
 /// A Tezos (Octez) peer-to-peer node.
 #[derive(Parser, Debug)]
-#[command(name = "tezos-p2p-node", version, about)]
+#[command(name = "tezos-p2p-node", version, about, after_help = EXIT_STATUS)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,20 +43,41 @@ enum Command {
     #[command(subcommand)]
     Identity(IdentityCmd),
     /// Run a node.
+    #[command(after_help = RUN_AFTER_HELP)]
     Run(Box<RunArgs>),
     /// Run N nodes in this process on loopback and report how they connect.
     Swarm(swarm::SwarmArgs),
+    /// Print a completion script for SHELL on standard output.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
+
+const RUN_AFTER_HELP: &str = "Settings come from the config file, then the environment \
+(TEZOS_P2P_ and the flag's name in capitals, e.g. TEZOS_P2P_NET_ADDR), then the flags: \
+each wins over the one before. Boolean flags take an optional value: --private-mode or \
+--private-mode=true sets, --private-mode=false unsets. The config file is this node's \
+(keys named as the flags) or an octez-node config.json (its p2p section and network).
+
+Exit status: 0 on success, 1 on a runtime failure, 2 on a usage error (an invalid flag, \
+environment variable or config file value).";
 
 #[derive(Subcommand, Debug)]
 enum IdentityCmd {
     /// Generate DIR/identity.json and print its peer id.
     Generate {
         /// The data directory [default: ~/.tezos-p2p-node].
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "TEZOS_P2P_DATA_DIR")]
         data_dir: Option<PathBuf>,
         /// Proof-of-work level of the identity.
-        #[arg(long, value_name = "F", default_value_t = 26.0)]
+        #[arg(
+            long,
+            value_name = "FLOAT",
+            default_value_t = 26.0,
+            env = "TEZOS_P2P_EXPECTED_POW"
+        )]
         expected_pow: f64,
         /// Overwrite an existing identity.
         #[arg(long)]
@@ -61,7 +86,7 @@ enum IdentityCmd {
     /// Print the peer id, public key and proof-of-work level.
     Show {
         /// The data directory [default: ~/.tezos-p2p-node].
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", env = "TEZOS_P2P_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
 }
@@ -70,12 +95,16 @@ enum IdentityCmd {
 struct RunArgs {
     /// The data directory: identity.json, peers.json, config.json
     /// [default: ~/.tezos-p2p-node].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "TEZOS_P2P_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// A JSON file of settings named as the flags [default: DIR/config.json
-    /// if present]; flags win.
-    #[arg(long, value_name = "FILE")]
+    /// A JSON config file: this node's (keys named as the flags) or an
+    /// octez-node config.json [default: DIR/config.json if present].
+    #[arg(long, value_name = "FILE", env = "TEZOS_P2P_CONFIG_FILE")]
     config_file: Option<PathBuf>,
+    /// Check the settings, print the configuration and limits they give (as
+    /// JSON) and exit without starting.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     settings: Settings,
 }
@@ -106,32 +135,14 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|c| c == "run") {
-        // Only the long-running node: glibc's tunables (see `memory`).
+        // Only the long-running node: glibc's tunables (see memory).
         memory::reexec_with_tunables();
     }
     memory::configure();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            {
-                let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
-            }
-            // One line: clap's first line, without its usage block.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("tezos-p2p-node: error: {first} (see --help)");
-            return ExitCode::from(2);
-        }
-    };
+    // clap prints its whole error (with its suggestions and usage) and
+    // exits with 2, or prints help or version and exits with 0.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Identity(IdentityCmd::Generate {
             data_dir: d,
@@ -139,92 +150,125 @@ fn main() -> ExitCode {
             force,
         }) => identity::cmd_generate(&data_dir(d), expected_pow, force),
         Command::Identity(IdentityCmd::Show { data_dir: d }) => identity::cmd_show(&data_dir(d)),
-        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(*args))),
+        Command::Run(args) => {
+            let m = matches
+                .subcommand_matches("run")
+                .expect("the run subcommand");
+            runtime().and_then(|rt| rt.block_on(run(*args, m)))
+        }
         Command::Swarm(args) => runtime().and_then(|rt| rt.block_on(swarm::swarm(args))),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tezos-p2p-node",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tezos-p2p-node: error: {e}");
-            ExitCode::FAILURE
+            eprintln!("tezos-p2p-node: error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .context("cannot start the runtime")
 }
 
-async fn run(args: RunArgs) -> Result<(), String> {
-    let dir = data_dir(args.data_dir);
-    let file = match &args.config_file {
+/// The settings of `run`: the config file, then the environment, then the
+/// flags.
+fn settings(args: &RunArgs, dir: &Path, m: &ArgMatches) -> Result<(Settings, config::Notes)> {
+    let (file, notes) = match &args.config_file {
         Some(f) => config::read_file(f)?,
         None => {
             let default = dir.join("config.json");
             if default.exists() {
                 config::read_file(&default)?
             } else {
-                Settings::default()
+                Default::default()
             }
         }
     };
-    let cfg = args.settings.over(file).finish()?;
+    let settings = config::merge(file, config::split_sources(&args.settings, m))?;
+    settings.check()?;
+    Ok((settings, notes))
+}
+
+async fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
+    let dir = data_dir(args.data_dir.clone());
+    let (settings, notes) = settings(&args, &dir, m)?;
+    let peers_file = Some(dir.join("peers.json"));
+    if args.dry_run {
+        for n in notes.info.iter().chain(&notes.warn) {
+            eprintln!("tezos-p2p-node: note: {n}");
+        }
+        // A throwaway identity: the configuration needs one.
+        let target = tezos_p2p_wire::identity::PowTarget::new(0.0).map_err(|e| anyhow!("{e}"))?;
+        let id = tezos_p2p_wire::identity::Identity::generate(&target, &Default::default(), |_| {})
+            .ok_or_else(|| anyhow!("identity generation failed"))?;
+        let params = settings.node_params(Arc::new(id), peers_file)?;
+        let out = config::describe(&settings, &params, settings.rpc_addr()?);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     init_logging();
+    for n in &notes.info {
+        info!("{n}");
+    }
+    for n in &notes.warn {
+        warn!("{n}");
+    }
+    let expected_pow = settings.expected_pow()?;
     let id_path = dir.join("identity.json");
-    let target = tezos_p2p_wire::identity::PowTarget::new(cfg.expected_pow)
-        .map_err(|_| format!("invalid --expected-pow {}", cfg.expected_pow))?;
     let identity = if id_path.exists() {
+        let target = tezos_p2p_wire::identity::PowTarget::new(expected_pow)
+            .map_err(|_| UsageError(format!("invalid --expected-pow {expected_pow}")))?;
         identity::load(&id_path, Some(&target))?
     } else {
         eprintln!("no identity in {}: generating one", dir.display());
-        let id = tokio::task::spawn_blocking({
-            let level = cfg.expected_pow;
-            move || identity::generate(level)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        let id = tokio::task::spawn_blocking(move || identity::generate(expected_pow)).await??;
         identity::save(&id_path, &id)?;
         id
     };
-    let rpc_listener = tokio::net::TcpListener::bind(cfg.rpc_addr)
+    let rpc_addr = settings.rpc_addr()?;
+    let rpc_listener = tokio::net::TcpListener::bind(rpc_addr)
         .await
-        .map_err(|e| format!("cannot listen for RPC on {}: {e}", cfg.rpc_addr))?;
-    let params = NodeParams {
-        identity: Arc::new(identity),
-        listen: cfg.net_addr,
-        advertised_port: cfg.advertised_port,
-        trusted_points: cfg.trusted_points.clone(),
-        bootstrap_hosts: cfg.bootstrap_hosts.clone(),
-        peers_file: Some(dir.join("peers.json")),
-        network: cfg.network.clone(),
-        expected_pow: cfg.expected_pow,
-        private_mode: cfg.private_mode,
-        disable_mempool: cfg.disable_mempool,
-        disable_peer_discovery: cfg.disable_peer_discovery,
-        limits: cfg.limits.clone(),
-        ping_interval: cfg.ping_interval,
-        discovery: cfg.discovery_addr,
-    };
-    if cfg.network.chain_id().is_some() {
-        serve::<tezos_p2p_shell::ShellMessage>(params, rpc_listener, &cfg, &dir).await
+        .with_context(|| format!("cannot listen for RPC on {rpc_addr}"))?;
+    let params = settings.node_params(Arc::new(identity), peers_file)?;
+    if params.network.chain_id().is_some() {
+        serve::<tezos_p2p_shell::ShellMessage>(params, rpc_listener, &dir).await
     } else {
-        serve::<P2pNodeMessage>(params, rpc_listener, &cfg, &dir).await
+        serve::<P2pNodeMessage>(params, rpc_listener, &dir).await
     }
 }
 
-/// Runs a node of `M`'s network until SIGINT or SIGTERM.
+/// Runs a node of M's network until SIGINT or SIGTERM.
 async fn serve<M: App>(
     params: NodeParams,
     rpc_listener: tokio::net::TcpListener,
-    cfg: &RunConfig,
-    dir: &std::path::Path,
-) -> Result<(), String> {
-    let node = Node::<M>::start(params).await?;
+    dir: &Path,
+) -> Result<()> {
+    let network = params.network.clone();
+    let listen = params
+        .config
+        .listening_addr
+        .map_or_else(|| "nothing".to_owned(), |a| a.to_string());
+    let rpc_addr = rpc_listener.local_addr()?;
+    let node = Node::<M>::start(params).await.map_err(|e| anyhow!(e))?;
     let trimmer = tokio::spawn(memory::trim_after_closes(node.net.events()));
     let app = rpc::router(node.clone());
     let server = tokio::spawn(async move {
@@ -234,17 +278,14 @@ async fn serve<M: App>(
     });
     info!(
         peer_id = %node.net.peer_id(),
-        p2p = %cfg.net_addr,
-        rpc = %cfg.rpc_addr,
-        network = %cfg.network,
+        p2p = %listen,
+        rpc = %rpc_addr,
+        network = %network,
         "node running"
     );
     println!(
-        "tezos-p2p-node: peer {} listening on {} ({}), RPC on http://{}",
+        "tezos-p2p-node: peer {} listening on {listen} ({network}), RPC on http://{rpc_addr}",
         node.net.peer_id(),
-        cfg.net_addr,
-        cfg.network,
-        cfg.rpc_addr
     );
     wait_for_signal().await?;
     info!("shutting down");
@@ -260,17 +301,17 @@ async fn serve<M: App>(
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<(), String> {
+async fn wait_for_signal() -> Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut term = signal(SignalKind::terminate())?;
         tokio::select! {
             _ = term.recv() => {}
-            r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string())?,
+            r = tokio::signal::ctrl_c() => r?,
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -10,21 +10,21 @@ use tezos_p2p_wire::version::{
     SHADOWNET_CHAIN_NAME,
 };
 
-/// `--network`: a built-in network.
+/// --network: a built-in network (its variants' docs are --help text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkName {
-    /// Tezos mainnet (`TEZOS_MAINNET`).
+    /// Tezos mainnet (TEZOS_MAINNET).
     Mainnet,
     /// Ghostnet, the long-running test network.
     Ghostnet,
     /// Shadownet, the test network that replaces ghostnet.
     Shadownet,
-    /// Octez's sandbox network, as `octez-node --sandbox` announces it
-    /// (`SANDBOXED_TEZOS`).
+    /// Octez's sandbox network, as octez-node --sandbox announces it
+    /// (SANDBOXED_TEZOS).
     Sandbox,
-    /// `octez-p2p-node`'s network: empty chain name, distributed_db version
-    /// 0, Text and Bytes messages.
+    /// octez-p2p-node's network: empty chain name, distributed_db version 0,
+    /// Text and Bytes messages.
     P2pNode,
 }
 

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
@@ -18,12 +17,10 @@ use tezos_p2p::events::P2pEvent;
 use tezos_p2p::limits::Limits;
 use tezos_p2p::net::PeerConnection;
 use tezos_p2p::peers::OctezPeerMetadata;
-use tezos_p2p::transport::{TcpOptions, Transport};
 use tezos_p2p::{Config, Net, NetError};
-use tezos_p2p_wire::identity::{Identity, PeerId, PowTarget};
+use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::message::{AppMessage, OctezMetadata};
 use tezos_p2p_wire::point::Point;
-use tezos_p2p_wire::version::SupportedVersions;
 
 use crate::chain::Chain;
 use crate::network::Network;
@@ -213,23 +210,22 @@ impl Counters {
     }
 }
 
-/// What a node needs to start.
+/// What a node needs to start: the pool's configuration and limits (from
+/// [`crate::config::Settings::node_params`]), and what the node itself does
+/// besides.
 #[derive(Debug, Clone)]
 pub struct NodeParams {
-    pub identity: Arc<Identity>,
-    pub listen: SocketAddr,
-    pub advertised_port: Option<u16>,
-    pub trusted_points: Vec<(Point, Option<PeerId>)>,
-    /// Host names to resolve and dial at start (the network's default
-    /// bootstrap peers); one that does not resolve is a warning.
-    pub bootstrap_hosts: Vec<String>,
-    pub peers_file: Option<PathBuf>,
-    pub network: Network,
-    pub expected_pow: f64,
-    pub private_mode: bool,
-    pub disable_mempool: bool,
-    pub disable_peer_discovery: bool,
+    /// The pool's configuration; its trusted points are also dialed at
+    /// start.
+    pub config: Config<OctezMetadata>,
+    /// The pool's limits.
     pub limits: Limits,
+    /// The network (the chain the shell follows, if any).
+    pub network: Network,
+    /// Host names to resolve and dial at start (bootstrap peers); one that
+    /// does not resolve is a warning.
+    pub bootstrap_hosts: Vec<String>,
+    /// The period of the Text ping, if any.
     pub ping_interval: Option<Duration>,
     /// Local discovery's (broadcast) address, if on.
     pub discovery: Option<SocketAddr>,
@@ -257,38 +253,13 @@ const FIRST_DIALS: usize = 10;
 impl<M: App> Node<M> {
     /// Creates and activates the pool and starts the node's tasks.
     pub async fn start(p: NodeParams) -> Result<Arc<Node<M>>, String> {
-        let target = PowTarget::new(p.expected_pow)
-            .map_err(|_| format!("invalid proof-of-work level {}", p.expected_pow))?;
-        let versions = SupportedVersions {
-            distributed_db_versions: p.network.distributed_db_versions().to_vec(),
-            ..SupportedVersions::octez(p.network.chain_name().clone())
-        };
-        let config = Config {
-            listening_addr: Some(p.listen),
-            advertised_port: p.advertised_port,
-            trusted_points: p.trusted_points.clone(),
-            peers_file: p.peers_file.clone(),
-            private_mode: p.private_mode,
-            identity: p.identity.clone(),
-            proof_of_work_target: target,
-            versions,
-            metadata: OctezMetadata {
-                disable_mempool: p.disable_mempool,
-                private_node: p.private_mode,
-            },
-            reconnection: Default::default(),
-            disable_peer_discovery: p.disable_peer_discovery,
-            transport: Transport::Tcp(TcpOptions::from_env()),
-            seed: None,
-        };
-        let net: P2p<M> = Net::create(config, p.limits.clone())
-            .await
-            .map_err(|e| match e {
-                NetError::FailedToOpenListeningSocket { addr, reason } => {
-                    format!("cannot listen on {addr}: {reason}")
-                }
-                e => format!("cannot create the pool: {e}"),
-            })?;
+        let trusted_points = p.config.trusted_points.clone();
+        let net: P2p<M> = Net::create(p.config, p.limits).await.map_err(|e| match e {
+            NetError::FailedToOpenListeningSocket { addr, reason } => {
+                format!("cannot listen on {addr}: {reason}")
+            }
+            e => format!("cannot create the pool: {e}"),
+        })?;
         let node = Arc::new(Node {
             net,
             chain: p.network.chain_id().map(|id| Arc::new(Chain::new(id))),
@@ -325,7 +296,7 @@ impl<M: App> Node<M> {
             tokio::spawn(recv_loop(node.clone())),
             tokio::spawn(count_events(node.clone())),
         ];
-        for (point, expected) in p.trusted_points {
+        for (point, expected) in trusted_points {
             tasks.push(tokio::spawn(first_dial(node.net.clone(), point, expected)));
         }
         for host in p.bootstrap_hosts {

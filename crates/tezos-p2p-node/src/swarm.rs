@@ -9,18 +9,19 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use tezos_p2p::limits::{Bounds, Limits};
-use tezos_p2p_wire::identity::{Identity, PowSearch, PowTarget};
-use tezos_p2p_wire::point::Point;
+use anyhow::{anyhow, bail, Result};
 
-use crate::config::apply_connections;
+use tezos_p2p::limits::Bounds;
+use tezos_p2p_wire::identity::{Identity, PowSearch, PowTarget};
+
+use crate::config::{NetworkSetting, Settings};
 use crate::message::P2pNodeMessage;
-use crate::network::{Network, NetworkName};
-use crate::node::{Counters, Node, NodeParams};
+use crate::network::NetworkName;
+use crate::node::{Counters, Node};
 
 type SwarmNode = Node<P2pNodeMessage>;
 
-/// `swarm`'s options.
+/// The options of the swarm command.
 #[derive(Args, Debug)]
 pub struct SwarmArgs {
     /// Number of nodes.
@@ -97,18 +98,21 @@ fn table(nodes: &[Arc<SwarmNode>], b: &Bounds, elapsed: Duration) -> Vec<String>
 }
 
 /// Runs the swarm.
-pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
+pub async fn swarm(args: SwarmArgs) -> Result<()> {
+    use crate::config::UsageError;
     if args.nodes == 0 || args.nodes > 200 {
-        return Err(format!(
+        return Err(UsageError(format!(
             "invalid --nodes {}: must be in 1..=200",
             args.nodes
-        ));
+        ))
+        .into());
     }
     if !(args.duration.is_finite() && args.duration > 0.0) {
-        return Err(format!(
+        return Err(UsageError(format!(
             "invalid --duration {}: must be a positive number of seconds",
             args.duration
-        ));
+        ))
+        .into());
     }
     if std::env::var_os("RUST_LOG").is_some() {
         crate::init_logging();
@@ -116,14 +120,19 @@ pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
     let c = args
         .connections
         .unwrap_or_else(|| (2 * (args.nodes - 1)).clamp(1, 4));
-    if c == 0 || c > 100 {
-        return Err(format!("invalid --connections {c}: must be in 1..=100"));
-    }
-    let mut limits = Limits::default();
-    apply_connections(&mut limits, c);
-    // Every node is on 127.0.0.1: one source for the per-source limit.
-    limits.max_incoming_connections_per_ip = limits.max_incoming_connections;
-    limits.validate().map_err(|e| e.to_string())?;
+    // Every node's settings but its first peer (node 0, for the others).
+    let mut settings = Settings {
+        net_addr: Some("127.0.0.1:0".into()),
+        network: Some(NetworkSetting::Builtin(NetworkName::P2pNode)),
+        expected_pow: Some(0.0),
+        connections: Some(c),
+        // Every node is on 127.0.0.1: one source for the per-source limit.
+        max_incoming_connections_per_ip: Some(
+            tezos_p2p::limits::Limits::default().max_incoming_connections,
+        ),
+        ..Settings::default()
+    };
+    let limits = settings.limits()?;
     let bounds = limits.bounds();
     let duration = Duration::from_secs_f64(args.duration);
     let tty = std::io::stdout().is_terminal();
@@ -138,7 +147,7 @@ pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
         args.duration
     );
 
-    let target = PowTarget::new(0.0).map_err(|e| e.to_string())?;
+    let target = PowTarget::new(0.0).map_err(|e| anyhow!("{e}"))?;
     let search = PowSearch {
         threads: 1,
         ..PowSearch::default()
@@ -146,31 +155,17 @@ pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
     // Times count from the first node's start.
     let start = Instant::now();
     let mut nodes: Vec<Arc<SwarmNode>> = Vec::with_capacity(args.nodes);
-    let mut first: Option<(Point, tezos_p2p_wire::identity::PeerId)> = None;
-    for _ in 0..args.nodes {
-        let identity =
-            Identity::generate(&target, &search, |_| {}).ok_or("identity generation failed")?;
-        let node = Node::start(NodeParams {
-            identity: Arc::new(identity),
-            listen: "127.0.0.1:0".parse().expect("literal address"),
-            advertised_port: None,
-            trusted_points: first.iter().map(|(p, id)| (*p, Some(*id))).collect(),
-            bootstrap_hosts: vec![],
-            peers_file: None,
-            network: Network::builtin(NetworkName::P2pNode),
-            expected_pow: 0.0,
-            private_mode: false,
-            // As octez-p2p-node announces.
-            disable_mempool: true,
-            disable_peer_discovery: false,
-            limits: limits.clone(),
-            ping_interval: None,
-            discovery: None,
-        })
-        .await?;
-        if first.is_none() {
-            let port = node.net.listening_port().ok_or("node 0 does not listen")?;
-            first = Some((Point::new([127, 0, 0, 1].into(), port), node.net.peer_id()));
+    for i in 0..args.nodes {
+        let identity = Identity::generate(&target, &search, |_| {})
+            .ok_or_else(|| anyhow!("identity generation failed"))?;
+        let params = settings.node_params(Arc::new(identity), None)?;
+        let node = Node::start(params).await.map_err(|e| anyhow!(e))?;
+        if i == 0 {
+            let port = node
+                .net
+                .listening_port()
+                .ok_or_else(|| anyhow!("node 0 does not listen"))?;
+            settings.peer = Some(vec![format!("127.0.0.1:{port}#{}", node.net.peer_id())]);
         }
         nodes.push(node);
     }
@@ -274,10 +269,10 @@ pub async fn swarm(args: SwarmArgs) -> Result<(), String> {
             bounds.max_threshold,
             outside.join(", ")
         );
-        Err(format!(
+        bail!(
             "{} of {} nodes ended outside their connection thresholds",
             outside.len(),
             nodes.len()
-        ))
+        )
     }
 }

@@ -100,14 +100,29 @@ fn bad_invocations_give_one_line_errors() {
         a.extend_from_slice(extra);
         run(&a)
     };
-    assert_one_line_error(&with(&["--no-such-flag"]), "--no-such-flag");
-    assert_one_line_error(&with(&["--peer", "127.0.0.1"]), "--peer");
+    // clap's own errors are whole: the error, the usage or the possible
+    // values (and a suggestion when one is close), where to find more.
+    for (args, needle) in [
+        (&["--no-such-flag"][..], "--no-such-flag"),
+        (&["--network", "moonnet"][..], "possible values"),
+    ] {
+        let o = with(args);
+        assert_eq!(o.status.code(), Some(2), "usage error: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(needle) && err.contains("try '--help'"),
+            "{err}"
+        );
+        assert!(err.lines().count() > 1, "{err}");
+    }
+    // A port out of range (a missing one is 9732, as in Octez).
+    assert_one_line_error(&with(&["--peer", "127.0.0.1:99999"]), "--peer");
     assert_one_line_error(&with(&["--peer", "not a point:x"]), "--peer");
+    // In kB since Octez's unit: 64 kB is over the 65535-byte maximum.
     assert_one_line_error(
-        &with(&["--binary-chunks-size", "5"]),
+        &with(&["--binary-chunks-size", "64"]),
         "--binary-chunks-size",
     );
-    assert_one_line_error(&with(&["--network", "moonnet"]), "--network");
     std::fs::write(dir.path().join("identity.json"), "{ not json").unwrap();
     assert_one_line_error(&with(&[]), "identity");
     // A wrong key pair is refused too.
