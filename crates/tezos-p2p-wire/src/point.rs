@@ -13,7 +13,7 @@
 //! [`decode_points_to_end`]). Both hold at most [`MAX_POINTS`] points.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -59,17 +59,23 @@ pub enum PointParseError {
     BadFormat(String),
 }
 
+/// The 16-byte IPv6 form of `ip`, IPv4 as IPv4-mapped: how Octez keys and
+/// writes every address. Its inverse is [`IpAddr::to_canonical`], which
+/// every address entering the library goes through.
+pub fn ipv6_form(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
 impl Point {
     /// A point; an IPv4-mapped IPv6 address becomes the IPv4 address.
     pub fn new(ip: IpAddr, port: u16) -> Self {
-        let ip = match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(v6),
-            },
-            v4 => v4,
-        };
-        Point { ip, port }
+        Point {
+            ip: ip.to_canonical(),
+            port,
+        }
     }
 
     /// The address (IPv4 for IPv4 and IPv4-mapped addresses).

@@ -33,10 +33,7 @@ pub(super) fn conn_info_json(i: &ConnectionInfo<OctezMetadata>) -> Value {
 
 /// Octez writes addresses as IPv6 (IPv4-mapped for IPv4).
 pub(super) fn ipv6_text(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().to_string(),
-        std::net::IpAddr::V6(v6) => v6.to_string(),
-    }
+    tezos_p2p::wire::point::ipv6_form(ip).to_string()
 }
 
 pub(super) fn stat_json(s: &Stat) -> Value {

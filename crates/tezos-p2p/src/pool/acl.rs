@@ -35,6 +35,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use tezos_p2p_wire::identity::PeerId;
+use tezos_p2p_wire::point::ipv6_form;
 
 /// Number of hash functions of the IP greylist Bloom filter (Octez: `hashes = 5`).
 const BLOOM_HASHES: usize = 5;
@@ -66,6 +67,25 @@ pub struct AclConfig {
     pub peer_greylist_size: usize,
 }
 
+impl AclConfig {
+    /// Says which field is invalid, if one is.
+    pub fn validate(&self) -> Result<(), AclError> {
+        let kib = self.ip_greylist_size_in_kilobytes;
+        if kib == 0 || kib > MAX_IP_GREYLIST_SIZE_IN_KILOBYTES {
+            return Err(AclError::InvalidIpGreylistSize(kib));
+        }
+        if self.peer_greylist_size == 0 {
+            return Err(AclError::InvalidPeerGreylistSize);
+        }
+        if (self.ip_greylist_cleanup_delay / GENERATIONS).is_zero() {
+            return Err(AclError::InvalidCleanupDelay(
+                self.ip_greylist_cleanup_delay,
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for AclConfig {
     fn default() -> Self {
         Self {
@@ -91,6 +111,17 @@ pub enum AclError {
     /// period) is zero.
     #[error("ip_greylist_cleanup_delay must be at least 16 ns (its 1/16 is the countdown period), got {0:?}")]
     InvalidCleanupDelay(Duration),
+}
+
+impl AclError {
+    /// The field of [`AclConfig`] (and of `Limits`) at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            AclError::InvalidIpGreylistSize(_) => "ip_greylist_size_in_kilobytes",
+            AclError::InvalidPeerGreylistSize => "peer_greylist_size",
+            AclError::InvalidCleanupDelay(_) => "ip_greylist_cleanup_delay",
+        }
+    }
 }
 
 /// The greylisted IP addresses, as listed by `GET /network/greylist/ips`.
@@ -132,17 +163,9 @@ impl fmt::Debug for Acl {
 impl Acl {
     /// Creates empty lists sized by `cfg`, or says which field of `cfg` is invalid.
     pub fn new(cfg: &AclConfig) -> Result<Self, AclError> {
+        cfg.validate()?;
         let kib = cfg.ip_greylist_size_in_kilobytes;
-        if kib == 0 || kib > MAX_IP_GREYLIST_SIZE_IN_KILOBYTES {
-            return Err(AclError::InvalidIpGreylistSize(kib));
-        }
-        if cfg.peer_greylist_size == 0 {
-            return Err(AclError::InvalidPeerGreylistSize);
-        }
         let countdown_interval = cfg.ip_greylist_cleanup_delay / GENERATIONS;
-        if countdown_interval.is_zero() {
-            return Err(AclError::InvalidCleanupDelay(cfg.ip_greylist_cleanup_delay));
-        }
         Ok(Self {
             bloom: CountdownBloom::with_kib(kib),
             ip_display: FifoSet::new(kib),
@@ -158,7 +181,7 @@ impl Acl {
     /// if already greylisted) and records it in the display list; `now` dates the
     /// display list's loss of entries if this addition evicts one.
     pub fn greylist_addr(&mut self, ip: IpAddr, now: SystemTime) {
-        let ip = canonical(ip);
+        let ip = ipv6_form(ip);
         self.bloom.add(&ip);
         if self.ip_display.insert(ip).is_some() && self.not_reliable_since.is_none() {
             self.not_reliable_since = Some(now);
@@ -174,7 +197,7 @@ impl Acl {
     /// Whether connections from `ip` are refused: blacklisted or greylisted. Bloom
     /// filter false positives are possible.
     pub fn banned_addr(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
+        let ip = ipv6_form(ip);
         self.ip_blacklist.contains(&ip) || self.bloom.contains(&ip)
     }
 
@@ -186,13 +209,13 @@ impl Acl {
     /// Adds `ip` to the IP blacklist, where it stays until [`Acl::unban_addr`] or
     /// [`Acl::clear`].
     pub fn ban_addr(&mut self, ip: IpAddr) {
-        self.ip_blacklist.insert(canonical(ip));
+        self.ip_blacklist.insert(ipv6_form(ip));
     }
 
     /// Removes `ip` from the IP blacklist, the IP greylist and its display list. Zeroing
     /// its Bloom cells can also un-greylist addresses that share a cell with it.
     pub fn unban_addr(&mut self, ip: IpAddr) {
-        let ip = canonical(ip);
+        let ip = ipv6_form(ip);
         self.ip_blacklist.remove(&ip);
         self.bloom.remove(&ip);
         self.ip_display.remove(&ip);
@@ -212,13 +235,13 @@ impl Acl {
 
     /// Whether `ip` is in the (manual) IP blacklist.
     pub fn is_blacklisted_addr(&self, ip: IpAddr) -> bool {
-        self.ip_blacklist.contains(&canonical(ip))
+        self.ip_blacklist.contains(&ipv6_form(ip))
     }
 
     /// Whether `ip` is in the IP greylist (Bloom filter membership: false positives are
     /// possible).
     pub fn is_greylisted_addr(&self, ip: IpAddr) -> bool {
-        self.bloom.contains(&canonical(ip))
+        self.bloom.contains(&ipv6_form(ip))
     }
 
     /// Whether `peer` is in the (manual) peer blacklist.
@@ -239,7 +262,7 @@ impl Acl {
                 .ip_display
                 .iter()
                 .filter(|ip| self.bloom.contains(ip))
-                .map(|ip| display(*ip))
+                .map(|ip| IpAddr::V6(*ip).to_canonical())
                 .collect(),
             not_reliable_since: self.not_reliable_since,
         }
@@ -286,22 +309,6 @@ impl Acl {
     /// rounded down to a power of two KiB.
     pub fn memory_bytes(&self) -> usize {
         self.bloom.memory_bytes()
-    }
-}
-
-/// The 16-byte IPv6 form of `ip` (IPv4 as IPv4-mapped).
-fn canonical(ip: IpAddr) -> Ipv6Addr {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    }
-}
-
-/// The inverse of [`canonical`]: IPv4-mapped addresses are shown as IPv4.
-fn display(ip: Ipv6Addr) -> IpAddr {
-    match ip.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(ip),
     }
 }
 
@@ -732,7 +739,7 @@ mod tests {
         let mut acl = small_acl(1, 1);
         let ip = v4(10, 4, 0, 1);
         acl.greylist_addr(ip, t(0));
-        acl.bloom.remove(&canonical(ip));
+        acl.bloom.remove(&ipv6_form(ip));
         assert!(acl.greylisted_ips().ips.is_empty());
     }
 

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tezos_p2p_wire::point::Point;
+use tezos_p2p_wire::point::{ipv6_form, Point};
 
 /// A connection id (`P2p_connection.Id`): the remote address and, if
 /// known, its listening port.
@@ -42,10 +42,7 @@ impl ConnId {
     }
 
     pub(crate) fn addr_json(&self) -> String {
-        match self.addr {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().to_string(),
-            IpAddr::V6(v6) => v6.to_string(),
-        }
+        ipv6_form(self.addr).to_string()
     }
 }
 

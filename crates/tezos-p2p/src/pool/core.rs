@@ -27,7 +27,7 @@ use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::rejection::Motive;
 use tezos_p2p_wire::version::{NetworkVersion, SupportedVersions};
 
-use crate::pool::acl::{Acl, AclConfig};
+use crate::pool::acl::Acl;
 use crate::pool::events::P2pEvent;
 use crate::pool::limits::{Limits, LimitsError};
 use crate::pool::peers::{ConnId, PeerMeta};
@@ -471,13 +471,9 @@ impl<A, C: ConnMeta, P: PeerMeta> Inner<A, C, P> {
             max_upload_speed: limits.max_upload_speed,
             read_buffer_size: limits.read_buffer_size,
         });
-        let acl = Acl::new(&AclConfig {
-            ip_greylist_size_in_kilobytes: limits.ip_greylist_size_in_kilobytes,
-            ip_greylist_cleanup_delay: limits.ip_greylist_cleanup_delay,
-            peer_greylist_size: limits.peer_greylist_size,
-        })
-        .map_err(|e| LimitsError::Invalid {
-            field: "acl",
+        // Validated with the limits.
+        let acl = Acl::new(&limits.acl_config()).map_err(|e| LimitsError::Invalid {
+            field: e.field(),
             why: e.to_string(),
         })?;
         let epoch = (SystemTime::now(), tokio::time::Instant::now());

@@ -8,6 +8,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::pool::acl::AclConfig;
+use crate::socket::budget::DEFAULT_PARTIAL_MESSAGE_BUDGET;
+use crate::socket::scheduler::DEFAULT_READ_BUFFER_SIZE;
+use crate::socket::AcceptOptions;
+
 /// Octez's `P2p_limits`, with its defaults. Speeds are in bytes per second.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -86,6 +91,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        // Octez's values are written once, where they are used: here they
+        // are taken from the socket layer and the ACL's own defaults.
+        let socket = AcceptOptions::default();
+        let acl = AclConfig::default();
         Limits {
             connection_timeout: Duration::from_secs(10),
             authentication_timeout: Duration::from_secs(5),
@@ -98,18 +107,18 @@ impl Default for Limits {
             max_incoming_connections_per_ip: 4,
             max_download_speed: None,
             max_upload_speed: None,
-            read_buffer_size: 16 * 1024,
-            incoming_message_queue_size: 8 << 20,
-            outgoing_message_queue_size: 8 << 20,
+            read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
+            incoming_message_queue_size: socket.incoming_message_queue_size,
+            outgoing_message_queue_size: socket.outgoing_message_queue_size,
             incoming_app_message_queue_size: 10,
-            partial_message_budget: crate::socket::budget::DEFAULT_PARTIAL_MESSAGE_BUDGET,
+            partial_message_budget: DEFAULT_PARTIAL_MESSAGE_BUDGET,
             max_known_points: Some((400, 300)),
             max_known_peer_ids: Some((400, 300)),
-            peer_greylist_size: 1023,
-            ip_greylist_size_in_kilobytes: 2048,
-            ip_greylist_cleanup_delay: Duration::from_secs(86_400),
+            peer_greylist_size: acl.peer_greylist_size,
+            ip_greylist_size_in_kilobytes: acl.ip_greylist_size_in_kilobytes,
+            ip_greylist_cleanup_delay: acl.ip_greylist_cleanup_delay,
             swap_linger: Some(Duration::from_secs(30)),
-            binary_chunks_size: None,
+            binary_chunks_size: socket.binary_chunks_size,
         }
     }
 }
@@ -169,18 +178,9 @@ impl Limits {
             tezos_p2p_wire::crypto::check_binary_chunks_size(size)
                 .map_err(|e| invalid("binary_chunks_size", e.to_string()))?;
         }
-        if self.peer_greylist_size == 0 {
-            return Err(invalid("peer_greylist_size", "must be positive"));
-        }
-        if self.ip_greylist_size_in_kilobytes == 0 || self.ip_greylist_size_in_kilobytes > 65_535 {
-            return Err(invalid(
-                "ip_greylist_size_in_kilobytes",
-                "must be in 1..=65535",
-            ));
-        }
-        if self.ip_greylist_cleanup_delay.is_zero() {
-            return Err(invalid("ip_greylist_cleanup_delay", "must be positive"));
-        }
+        self.acl_config()
+            .validate()
+            .map_err(|e| invalid(e.field(), e.to_string()))?;
         for (field, v) in [
             ("max_known_points", self.max_known_points),
             ("max_known_peer_ids", self.max_known_peer_ids),
@@ -204,6 +204,15 @@ impl Limits {
             ));
         }
         Ok(())
+    }
+
+    /// The ACL's part of the limits.
+    pub fn acl_config(&self) -> AclConfig {
+        AclConfig {
+            ip_greylist_size_in_kilobytes: self.ip_greylist_size_in_kilobytes,
+            ip_greylist_cleanup_delay: self.ip_greylist_cleanup_delay,
+            peer_greylist_size: self.peer_greylist_size,
+        }
     }
 
     /// The maintenance bounds derived from min/expected/max.
