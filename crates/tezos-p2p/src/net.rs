@@ -81,16 +81,13 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
         if let Some(listener) = listener {
             let inner = self.inner.clone();
             self.inner
-                .tasks
                 .spawn(crate::pool::welcome::accept_loop(inner, listener));
         }
         let inner = self.inner.clone();
-        self.inner.tasks.spawn(periodic_jobs(inner));
+        self.inner.spawn(periodic_jobs(inner));
         if let Some(idle) = self.inner.limits.maintenance_idle_time {
             let inner = self.inner.clone();
-            self.inner
-                .tasks
-                .spawn(crate::pool::maintenance::run(inner, idle));
+            self.inner.spawn(crate::pool::maintenance::run(inner, idle));
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use tezos_p2p_wire::identity::PeerId;
 use tezos_p2p_wire::message::{AppMessage, ConnMeta};
@@ -127,6 +127,7 @@ where
             }
         }
     };
+    let attempt = attempt.instrument(inner.conn_span(false, point));
     tokio::select! {
         biased;
         r = tokio::time::timeout(timeout, attempt) => match r {
@@ -251,7 +252,8 @@ where
         inner: inner.clone(),
         ip,
     };
-    inner.tasks.spawn(async move {
+    let span = inner.conn_span(true, remote);
+    inner.spawn(async move {
         let inner2 = &slot.inner;
         let timeout = inner2.limits.authentication_timeout;
         let cancel = inner2.cancel.clone();
@@ -264,7 +266,7 @@ where
         if let Some(Err(e)) = res {
             debug!(%remote, error = %e, "incoming connection refused");
         }
-    });
+    }.instrument(span));
 }
 
 /// Authentication and admission, common to both directions (§3.4).
@@ -318,6 +320,7 @@ where
         }
     };
     let peer = info.peer_id;
+    tracing::Span::current().record("peer", tracing::field::display(peer));
     let now = inner.now();
     let id_point = ConnId {
         addr: info.id_point.0,
@@ -533,10 +536,14 @@ where
     }
     let inner2 = inner.clone();
     let conn2 = conn.clone();
-    inner.tasks.spawn(async move {
-        answerer::run(inner2.clone(), conn2.clone(), dial).await;
-        teardown(&inner2, &conn2);
-    });
+    // In the span of the connection's handshake (the current one).
+    inner.tasks.spawn(
+        async move {
+            answerer::run(inner2.clone(), conn2.clone(), dial).await;
+            teardown(&inner2, &conn2);
+        }
+        .in_current_span(),
+    );
     conn
 }
 

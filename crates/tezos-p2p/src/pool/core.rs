@@ -19,7 +19,7 @@ use thiserror::Error;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use tezos_p2p_wire::identity::{Identity, PeerId, PowTarget};
 use tezos_p2p_wire::message::{AppMessage, ConnMeta, P2pMessage};
@@ -389,6 +389,9 @@ pub(crate) struct Inner<A, C, P> {
     /// Wall-clock time at the pool's start, and tokio's instant then: the
     /// pool's clock follows tokio's (pausable) time.
     pub(crate) epoch: (SystemTime, tokio::time::Instant),
+    /// The span every task of the pool runs in (`pool{me=<our peer id>}`),
+    /// parent of each connection's.
+    pub(crate) span: tracing::Span,
 }
 
 /// Events kept for slow subscribers before they lag.
@@ -426,6 +429,25 @@ impl<A, C, P> Inner<A, C, P> {
             self.triggers.new_peer.notify_waiters();
             self.log(P2pEvent::NewPeer { peer_id });
         }
+    }
+
+    /// Spawns one of the pool's tasks, in the pool's span.
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task.instrument(self.span.clone()));
+    }
+
+    /// The span of a connection of this pool: its direction, the remote
+    /// address, and the peer id once the handshake has told it.
+    pub(crate) fn conn_span(
+        &self,
+        incoming: bool,
+        remote: impl std::fmt::Display,
+    ) -> tracing::Span {
+        let dir = if incoming { "in" } else { "out" };
+        tracing::info_span!(parent: &self.span, "conn", dir, addr = %remote, peer = tracing::field::Empty)
     }
 
     pub(crate) fn active(&self) -> usize {
@@ -524,6 +546,7 @@ impl<A, C: ConnMeta, P: PeerMeta> Inner<A, C, P> {
             None => StdRng::from_entropy(),
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let span = tracing::info_span!("pool", me = %config.identity.peer_id);
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 tables,
@@ -554,6 +577,7 @@ impl<A, C: ConnMeta, P: PeerMeta> Inner<A, C, P> {
             listening_port,
             maintenance: Default::default(),
             epoch,
+            span,
         });
         Ok(inner)
     }

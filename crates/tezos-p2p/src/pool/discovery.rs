@@ -79,12 +79,8 @@ where
     let receiver = udp_socket(listen)?;
     let sender = udp_socket(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))?;
     let message = encode(&inner.config.identity.peer_id, port);
-    inner
-        .tasks
-        .spawn(receive(inner.clone(), receiver, cfg.trust_discovered_peers));
-    inner
-        .tasks
-        .spawn(announce(inner.clone(), sender, cfg.addr, message));
+    inner.spawn(receive(inner.clone(), receiver, cfg.trust_discovered_peers));
+    inner.spawn(announce(inner.clone(), sender, cfg.addr, message));
     Ok(())
 }
 
