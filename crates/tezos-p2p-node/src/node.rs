@@ -388,16 +388,15 @@ async fn count_events<M: App>(node: Arc<Node<M>>) {
 /// maintenance; gives up after a few attempts (the maintenance, when on,
 /// keeps trying).
 async fn first_dial<M: App>(net: P2p<M>, point: Point, expected: Option<PeerId>) {
+    let mut options = tezos_p2p::ConnectOptions::default().timeout(Duration::from_secs(5));
+    options.expected_peer_id = expected;
     for attempt in 0..FIRST_DIALS {
         if net.find_connection_by_point(&point).is_some()
             || expected.is_some_and(|p| net.find_connection_by_peer_id(&p).is_some())
         {
             return;
         }
-        match net
-            .connect(point, false, expected, Some(Duration::from_secs(5)))
-            .await
-        {
+        match net.connect_with(point, options.clone()).await {
             Ok(c) => {
                 info!(point = %point, peer = %c.peer_id(), "connected to trusted point");
                 return;

@@ -70,10 +70,10 @@ impl Peer {
 
     fn connect(&self, node: &NodeProc) -> Arc<PeerConnection<RawMessage, OctezMetadata>> {
         self.rt
-            .block_on(
-                self.net
-                    .connect(node.p2p.into(), false, None, Some(Duration::from_secs(10))),
-            )
+            .block_on(self.net.connect_with(
+                node.p2p.into(),
+                tezos_p2p::ConnectOptions::default().timeout(Duration::from_secs(10)),
+            ))
             .unwrap()
     }
 

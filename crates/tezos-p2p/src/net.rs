@@ -28,6 +28,49 @@ use crate::pool::{ExpectedIdAction, Tables};
 use crate::socket::scheduler::Stat;
 use crate::socket::{Connection, SocketError};
 
+/// How [`Net::connect_with`] connects.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use tezos_p2p::ConnectOptions;
+/// let options = ConnectOptions::default()
+///     .trusted()
+///     .timeout(Duration::from_secs(3));
+/// assert!(options.trusted && options.expected_peer_id.is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Register the point as trusted (default: no).
+    pub trusted: bool,
+    /// Pin the point to this peer: another peer met there is refused and
+    /// its address greylisted (default: any peer).
+    pub expected_peer_id: Option<PeerId>,
+    /// The whole attempt's deadline, handshake included (default: the
+    /// limits' `connection_timeout`).
+    pub timeout: Option<Duration>,
+}
+
+impl ConnectOptions {
+    /// Registers the point as trusted.
+    pub fn trusted(mut self) -> Self {
+        self.trusted = true;
+        self
+    }
+
+    /// Pins the point to `peer`.
+    pub fn expected_peer_id(mut self, peer: PeerId) -> Self {
+        self.expected_peer_id = Some(peer);
+        self
+    }
+
+    /// Gives the attempt `timeout` instead of the limits'.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
 /// The pool of connections. Cheap to clone.
 ///
 /// The pool's tasks hold the pool, not a `Net`: when the last `Net` handle
@@ -279,20 +322,25 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             .push(Arc::new(f));
     }
 
-    /// Connects to `point` (Octez's `P2p.connect`).
-    pub async fn connect(
+    /// Connects to `point` (Octez's `P2p.connect`) with the default
+    /// [`ConnectOptions`]: untrusted, any peer id, the limits'
+    /// `connection_timeout`.
+    pub async fn connect(&self, point: Point) -> Result<Arc<PeerConnection<A, C>>, NetError> {
+        self.connect_with(point, ConnectOptions::default()).await
+    }
+
+    /// Connects to `point` with `options`.
+    pub async fn connect_with(
         &self,
         point: Point,
-        trusted: bool,
-        expected_peer_id: Option<PeerId>,
-        timeout: Option<Duration>,
+        options: ConnectOptions,
     ) -> Result<Arc<PeerConnection<A, C>>, NetError> {
         crate::pool::connect::connect(
             &self.inner,
             point,
-            trusted.then_some(true),
-            expected_peer_id,
-            timeout,
+            options.trusted.then_some(true),
+            options.expected_peer_id,
+            options.timeout,
         )
         .await
     }

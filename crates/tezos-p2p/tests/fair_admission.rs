@@ -138,7 +138,7 @@ async fn a_source_over_its_limit_is_refused_at_once_while_others_connect() {
 
     let honest = node(&mem, ip("10.0.0.2"), 2).await;
     let start = Instant::now();
-    let conn = honest.connect(to, false, None, None).await.unwrap();
+    let conn = honest.connect(to).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(conn.peer_id(), target.peer_id());
     assert_eq!(
@@ -185,7 +185,7 @@ async fn ipv6_addresses_share_the_limit_per_slash_64() {
     assert_handshake_started(&mut other).await;
     assert_eq!(target.incoming_handshake_sources(), 2);
     let honest = node(&mem, ip("2001:db8:1:3::2"), 2).await;
-    honest.connect(to, false, None, None).await.unwrap();
+    honest.connect(to).await.unwrap();
     drop((stuck, other));
     eventually("the table empties", || {
         target.incoming_handshakes() == 0 && target.incoming_handshake_sources() == 0
@@ -267,7 +267,10 @@ async fn flood(per_ip: usize, flooders: usize) -> FloodOutcome {
                 let h = h.clone();
                 tokio::spawn(async move {
                     match h
-                        .connect(to, false, None, Some(Duration::from_secs(2)))
+                        .connect_with(
+                            to,
+                            tezos_p2p::ConnectOptions::default().timeout(Duration::from_secs(2)),
+                        )
                         .await
                     {
                         Ok(conn) => {

@@ -153,7 +153,10 @@ async fn connect_retry(net: &TestNet, to: u8) -> Conn {
             return c;
         }
         match net
-            .connect(point(to), false, None, Some(Duration::from_secs(2)))
+            .connect_with(
+                point(to),
+                tezos_p2p::ConnectOptions::default().timeout(Duration::from_secs(2)),
+            )
             .await
         {
             Ok(c) => return c,
@@ -366,7 +369,7 @@ async fn pool_random_connect_disconnect() {
         assert_eq!(stuck, 0, "points not Disconnected");
     }
     // Back-off does not block an explicit connect.
-    let c = nets[0].connect(point(2), false, None, None).await.unwrap();
+    let c = nets[0].connect(point(2)).await.unwrap();
     nets[0].send(&c, ping()).await.unwrap();
     shutdown_all(&nets).await;
 }
@@ -437,7 +440,10 @@ async fn overcrowded(mixed: bool) {
     for round in 0..2 {
         for (i, c) in clients.iter().enumerate() {
             let seed = i as u8 + 2;
-            let e = c.connect(point(1), true, None, None).await.unwrap_err();
+            let e = c
+                .connect_with(point(1), tezos_p2p::ConnectOptions::default().trusted())
+                .await
+                .unwrap_err();
             if v0(seed) {
                 // `Nack_v_0` carries neither motive nor points.
                 assert_eq!(
@@ -494,7 +500,7 @@ async fn pool_no_common_network_protocol() {
         clients.push(node_with(&mem, s, |c, _| c.versions.p2p_versions = vec![1]).await);
     }
     for c in &clients {
-        let e = c.connect(point(1), false, None, None).await.unwrap_err();
+        let e = c.connect(point(1)).await.unwrap_err();
         assert!(
             matches!(e, NetError::RejectedNoCommonProtocol { ref announced } if announced.p2p_version == 0),
             "{e:?}"
@@ -515,7 +521,7 @@ async fn unknown_chain_name_is_no_common_protocol() {
         c.versions = SupportedVersions::octez(ChainName::from("OTHER"))
     })
     .await;
-    let e = a.connect(point(2), false, None, None).await.unwrap_err();
+    let e = a.connect(point(2)).await.unwrap_err();
     assert!(
         matches!(e, NetError::RejectedNoCommonProtocol { .. }),
         "{e:?}"
@@ -532,14 +538,11 @@ async fn connect_handler_connect_then_shutdown() {
     let mem = MemoryNetwork::new();
     let a = node(&mem, 1).await;
     let b = node(&mem, 2).await;
-    a.connect(point(2), false, None, None).await.unwrap();
+    a.connect(point(2)).await.unwrap();
     a.shutdown().await;
     eventually("b sees the end", || b.active_connections() == 0).await;
     b.shutdown().await;
-    assert!(matches!(
-        a.connect(point(2), false, None, None).await,
-        Err(NetError::ShutDown)
-    ));
+    assert!(matches!(a.connect(point(2)).await, Err(NetError::ShutDown)));
 }
 
 /// `Don't remove incoming connections too early`: an incoming handshake
@@ -560,14 +563,14 @@ async fn connect_handler_incoming_handshake_is_tracked_until_it_ends() {
     })
     .await;
     let b = node(&mem, 2).await;
-    let e = b.connect(point(1), false, None, None).await.unwrap_err();
+    let e = b.connect(point(1)).await.unwrap_err();
     assert!(
         matches!(e, NetError::Socket(SocketError::ConnectionClosed)),
         "refused without a handshake: {e:?}"
     );
     // The silent handshake times out (5 s): the slot is free again.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    b.connect(point(1), false, None, None).await.unwrap();
+    b.connect(point(1)).await.unwrap();
     drop(silent);
     shutdown_all(&[b, target]).await;
 }
@@ -590,7 +593,7 @@ async fn connect_handler_hooks_count_new_connections_and_disconnections() {
     });
     let counts = || (new.load(Ordering::SeqCst), gone.load(Ordering::SeqCst));
     assert_eq!(counts(), (0, 0));
-    let c = a.connect(point(2), false, None, None).await.unwrap();
+    let c = a.connect(point(2)).await.unwrap();
     assert_eq!(counts(), (1, 0));
     a.disconnect(&c, true, "test").await;
     assert_eq!(counts(), (1, 1));
@@ -620,7 +623,7 @@ async fn hooks_do_not_fire_for_rejected_handshakes() {
             c2.fetch_add(1, Ordering::SeqCst);
         });
     }
-    assert!(a.connect(point(2), false, None, None).await.is_err());
+    assert!(a.connect(point(2)).await.is_err());
     assert_eq!(count.load(Ordering::SeqCst), 0);
     shutdown_all(&[a, b]).await;
 }
@@ -682,8 +685,8 @@ async fn broadcast_delivers_identical_payloads() {
     let n1 = node(&mem, 1).await;
     let n2 = node(&mem, 2).await;
     let n3 = node(&mem, 3).await;
-    let c12 = n1.connect(point(2), false, None, None).await.unwrap();
-    n1.connect(point(3), false, None, None).await.unwrap();
+    let c12 = n1.connect(point(2)).await.unwrap();
+    n1.connect(point(3)).await.unwrap();
     eventually("running", || {
         n2.active_connections() == 1 && n3.active_connections() == 1
     })
@@ -733,7 +736,7 @@ async fn msg_consumption_without_peer_discovery() {
     let mem = MemoryNetwork::new();
     let a = node_with(&mem, 1, |c, _| c.disable_peer_discovery = true).await;
     let b = node(&mem, 2).await;
-    let ba = b.connect(point(1), false, None, None).await.unwrap();
+    let ba = b.connect(point(1)).await.unwrap();
     eventually("running", || a.active_connections() == 1).await;
     let ab = a.find_connection_by_peer_id(&b.peer_id()).unwrap();
     assert!(b.send_p2p(&ba, &P2pMessage::Bootstrap));
@@ -770,7 +773,7 @@ async fn parallel_handshakes_never_overshoot_max_connections() {
         .iter()
         .map(|d| {
             let d = d.clone();
-            tokio::spawn(async move { d.connect(point(1), false, None, None).await })
+            tokio::spawn(async move { d.connect(point(1)).await })
         })
         .collect();
     let mut ok = 0;
@@ -804,8 +807,8 @@ async fn connect_refuses_before_dialling_when_at_max_connections() {
     let b = node(&mem, 2).await;
     let c = node(&mem, 3).await;
     let mut cev = c.events();
-    a.connect(point(2), false, None, None).await.unwrap();
-    let e = a.connect(point(3), false, None, None).await.unwrap_err();
+    a.connect(point(2)).await.unwrap();
+    let e = a.connect(point(3)).await.unwrap_err();
     assert_eq!(e, NetError::TooManyConnections);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
@@ -825,14 +828,11 @@ async fn second_connect_to_a_point_is_connected_or_pending() {
     let mem = MemoryNetwork::new();
     let a = node(&mem, 1).await;
     let b = node(&mem, 2).await;
-    let (r1, r2) = tokio::join!(
-        a.connect(point(2), false, None, None),
-        a.connect(point(2), false, None, None)
-    );
+    let (r1, r2) = tokio::join!(a.connect(point(2)), a.connect(point(2)));
     assert!(r1.is_ok());
     assert_eq!(r2.unwrap_err(), NetError::PendingConnection(point(2)));
     assert_eq!(
-        a.connect(point(2), false, None, None).await.unwrap_err(),
+        a.connect(point(2)).await.unwrap_err(),
         NetError::Connected(point(2))
     );
     assert_eq!(a.active_connections(), 1);
@@ -846,10 +846,10 @@ async fn incoming_from_an_already_connected_peer_is_nacked() {
     let mem = MemoryNetwork::new();
     let a = node(&mem, 1).await;
     let b = node(&mem, 2).await;
-    a.connect(point(2), false, None, None).await.unwrap();
+    a.connect(point(2)).await.unwrap();
     // Same identity as `a`, other IP.
     let twin = node_with(&mem, 3, |c, _| c.identity = identity(1)).await;
-    let e = twin.connect(point(2), false, None, None).await.unwrap_err();
+    let e = twin.connect(point(2)).await.unwrap_err();
     assert!(
         matches!(
             e,
@@ -889,7 +889,7 @@ async fn private_mode_admits_only_trusted_peers() {
     let mem = MemoryNetwork::new();
     let private = node_with(&mem, 1, |c, _| c.private_mode = true).await;
     let a = node(&mem, 2).await;
-    let e = a.connect(point(1), false, None, None).await.unwrap_err();
+    let e = a.connect(point(1)).await.unwrap_err();
     assert_eq!(
         e,
         NetError::Socket(SocketError::RejectedSocketConnection),
@@ -897,17 +897,17 @@ async fn private_mode_admits_only_trusted_peers() {
     );
     assert_eq!(private.active_connections(), 0);
     private.trust_peer(a.peer_id());
-    a.connect(point(1), false, None, None).await.unwrap();
+    a.connect(point(1)).await.unwrap();
     assert_eq!(private.active_connections(), 1);
     let b = node(&mem, 3).await;
     assert_eq!(
-        private
-            .connect(point(3), false, None, None)
-            .await
-            .unwrap_err(),
+        private.connect(point(3)).await.unwrap_err(),
         NetError::PrivateMode(point(3))
     );
-    private.connect(point(3), true, None, None).await.unwrap();
+    private
+        .connect_with(point(3), tezos_p2p::ConnectOptions::default().trusted())
+        .await
+        .unwrap();
     shutdown_all(&[private, a, b]).await;
 }
 
@@ -919,7 +919,7 @@ async fn bad_input_closes_only_that_connection(bytes: Vec<u8>) {
     let mem = MemoryNetwork::new();
     let target = node(&mem, 1).await;
     let good = node(&mem, 2).await;
-    good.connect(point(1), false, None, None).await.unwrap();
+    good.connect(point(1)).await.unwrap();
     let raw = raw_peer(&mem, 3, point(1), Some(PORT)).await.unwrap();
     eventually("running", || target.active_connections() == 2).await;
     raw.conn.write_encoded(Bytes::from(bytes)).await.unwrap();
@@ -992,10 +992,7 @@ async fn garbage_connection_message_greylists_the_ip() {
     assert_eq!(n, 0, "not even the connection message was sent");
     // The target refuses to dial it too.
     assert_eq!(
-        target
-            .connect(Point::new(ip(7), PORT), false, None, None)
-            .await
-            .unwrap_err(),
+        target.connect(Point::new(ip(7), PORT)).await.unwrap_err(),
         NetError::PointBanned(Point::new(ip(7), PORT))
     );
     target.shutdown().await;
@@ -1010,7 +1007,7 @@ async fn pow_too_low_greylists_the_ip() {
     })
     .await;
     let a = node(&mem, 2).await;
-    assert!(a.connect(point(1), false, None, None).await.is_err());
+    assert!(a.connect(point(1)).await.is_err());
     eventually("greylisted", || {
         target.with_acl(|acl| acl.is_greylisted_addr(ip(2)))
     })
@@ -1028,7 +1025,10 @@ async fn identity_check_failure_greylists_and_resets_the_point() {
     let a = node(&mem, 1).await;
     let b = node(&mem, 2).await;
     let e = a
-        .connect(point(2), false, Some(peer_id(9)), None)
+        .connect_with(
+            point(2),
+            tezos_p2p::ConnectOptions::default().expected_peer_id(peer_id(9)),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -1044,9 +1044,12 @@ async fn identity_check_failure_greylists_and_resets_the_point() {
     assert_eq!(a.active_connections(), 0);
     // The right pin connects once the IP is forgiven.
     a.unban_point(point(2));
-    a.connect(point(2), false, Some(b.peer_id()), None)
-        .await
-        .unwrap();
+    a.connect_with(
+        point(2),
+        tezos_p2p::ConnectOptions::default().expected_peer_id(b.peer_id()),
+    )
+    .await
+    .unwrap();
     shutdown_all(&[a, b]).await;
 }
 
@@ -1060,7 +1063,7 @@ async fn peer_banned_resets_the_point() {
     a.ban_peer(b.peer_id()).await;
     for _ in 0..2 {
         assert_eq!(
-            a.connect(point(2), false, None, None).await.unwrap_err(),
+            a.connect(point(2)).await.unwrap_err(),
             NetError::PeerBanned(b.peer_id())
         );
         assert_eq!(point_state(&a, point(2)), Some(PointState::Disconnected));
@@ -1074,7 +1077,7 @@ async fn peer_banned_resets_the_point() {
 async fn connecting_to_myself_is_refused() {
     let mem = MemoryNetwork::new();
     let a = node(&mem, 1).await;
-    let e = a.connect(point(1), false, None, None).await.unwrap_err();
+    let e = a.connect(point(1)).await.unwrap_err();
     assert!(
         matches!(e, NetError::Socket(SocketError::Myself(_))),
         "{e:?}"
@@ -1095,8 +1098,8 @@ async fn points_learned_from_bootstrap_and_advertise() {
     let center = node(&mem, 1).await;
     let a = node(&mem, 2).await;
     let b = node(&mem, 3).await;
-    center.connect(point(3), false, None, None).await.unwrap();
-    let ac = a.connect(point(1), false, None, None).await.unwrap();
+    center.connect(point(3)).await.unwrap();
+    let ac = a.connect(point(1)).await.unwrap();
     assert!(!knows_point(&a, point(3)));
     let mut ev = a.events();
     assert!(a.send_p2p(&ac, &P2pMessage::Bootstrap));
@@ -1111,7 +1114,7 @@ async fn disabled_discovery_learns_nothing() {
     let mem = MemoryNetwork::new();
     let a = node_with(&mem, 1, |c, _| c.disable_peer_discovery = true).await;
     let b = node(&mem, 2).await;
-    let ba = b.connect(point(1), false, None, None).await.unwrap();
+    let ba = b.connect(point(1)).await.unwrap();
     let p = Point::new(ip(99), 1234);
     let mut ev = a.events();
     assert!(b.send_p2p(&ba, &P2pMessage::Advertise(vec![p])));
@@ -1138,8 +1141,8 @@ async fn swap_request_is_answered_and_the_swap_happens() {
     let q = node(&mem, 3).await;
     let p = node(&mem, 4).await;
     let p5 = node(&mem, 5).await;
-    r.connect(point(2), false, None, None).await.unwrap();
-    r.connect(point(3), false, None, None).await.unwrap();
+    r.connect(point(2)).await.unwrap();
+    r.connect(point(3)).await.unwrap();
     eventually("a sees r", || a.active_connections() == 1).await;
     let ar = a.find_connection_by_peer_id(&r.peer_id()).unwrap();
     let mut rev = r.events();
@@ -1174,8 +1177,8 @@ async fn swap_disabled_ignores_requests() {
     let a = node(&mem, 2).await;
     let q = node(&mem, 3).await;
     let p = node(&mem, 4).await;
-    r.connect(point(2), false, None, None).await.unwrap();
-    r.connect(point(3), false, None, None).await.unwrap();
+    r.connect(point(2)).await.unwrap();
+    r.connect(point(3)).await.unwrap();
     eventually("a sees r", || a.active_connections() == 1).await;
     let ar = a.find_connection_by_peer_id(&r.peer_id()).unwrap();
     let mut rev = r.events();
@@ -1207,7 +1210,7 @@ async fn unsolicited_swap_ack_is_ignored() {
     let a = node(&mem, 1).await;
     let r = node(&mem, 2).await;
     let q = node(&mem, 3).await;
-    let ra = r.connect(point(1), false, None, None).await.unwrap();
+    let ra = r.connect(point(1)).await.unwrap();
     let mut aev = a.events();
     assert!(r.send_p2p(&ra, &P2pMessage::SwapAck(point(3), q.peer_id())));
     wait_event(&mut aev, |e| matches!(e, P2pEvent::SwapAckReceived { .. })).await;
@@ -1233,7 +1236,7 @@ async fn greylist_peer_on_a_non_running_peer_greylists_the_peer() {
     let b = node(&mem, 2).await;
     a.greylist_peer(peer_id(42));
     assert!(a.with_acl(|acl| acl.is_greylisted_peer(&peer_id(42))));
-    a.connect(point(2), false, None, None).await.unwrap();
+    a.connect(point(2)).await.unwrap();
     a.greylist_peer(b.peer_id());
     a.with_acl(|acl| {
         assert!(acl.is_greylisted_peer(&b.peer_id()));
@@ -1271,16 +1274,16 @@ async fn banned_peer_is_disconnected_and_refused() {
     let mem = MemoryNetwork::new();
     let a = node(&mem, 1).await;
     let b = node(&mem, 2).await;
-    b.connect(point(1), false, None, None).await.unwrap();
+    b.connect(point(1)).await.unwrap();
     a.ban_peer(b.peer_id()).await;
     eventually("disconnected", || {
         a.active_connections() == 0 && b.active_connections() == 0
     })
     .await;
-    assert!(b.connect(point(1), false, None, None).await.is_err());
+    assert!(b.connect(point(1)).await.is_err());
     assert_eq!(a.active_connections(), 0);
     a.unban_peer(b.peer_id());
-    b.connect(point(1), false, None, None).await.unwrap();
+    b.connect(point(1)).await.unwrap();
     shutdown_all(&[a, b]).await;
 }
 
@@ -1304,13 +1307,13 @@ async fn peers_file_is_saved_at_shutdown_and_reloaded() {
     let mem = MemoryNetwork::new();
     let b = node(&mem, 2).await;
     let a = node_with(&mem, 1, |c, _| c.peers_file = Some(file.clone())).await;
-    a.connect(point(2), false, None, None).await.unwrap();
+    a.connect(point(2)).await.unwrap();
     a.shutdown().await;
     assert!(file.exists());
     let a2 = node_with(&mem, 1, |c, _| c.peers_file = Some(file.clone())).await;
     assert!(a2.with_tables(|t| t.known_peers.contains_key(&b.peer_id())));
     assert!(knows_point(&a2, point(2)), "last seen point registered");
-    a2.connect(point(2), false, None, None).await.unwrap();
+    a2.connect(point(2)).await.unwrap();
     shutdown_all(&[a2, b]).await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -1355,10 +1358,7 @@ async fn tcp_three_nodes_connect_broadcast_and_shut_down() {
     let nets = [tcp_node(1).await, tcp_node(2).await, tcp_node(3).await];
     for i in 0..3 {
         for j in i + 1..3 {
-            nets[i]
-                .connect(tcp_point(&nets[j]), false, None, None)
-                .await
-                .unwrap();
+            nets[i].connect(tcp_point(&nets[j])).await.unwrap();
         }
     }
     for n in &nets {
@@ -1433,10 +1433,7 @@ async fn simultaneous_dial_without_retry_keeps_the_smaller_ids_connection() {
     let mem = MemoryNetwork::new();
     let a = node(&mem, 1).await;
     let b = node(&mem, 2).await;
-    let (ra, rb) = tokio::join!(
-        a.connect(point(2), false, None, None),
-        b.connect(point(1), false, None, None)
-    );
+    let (ra, rb) = tokio::join!(a.connect(point(2)), b.connect(point(1)));
     assert_eq!(
         usize::from(ra.is_ok()) + usize::from(rb.is_ok()),
         1,

@@ -48,7 +48,7 @@ async fn connected_pair() -> (TestNet, TestNet) {
     let point = format!("127.0.0.1:{}", b.listening_port().unwrap())
         .parse()
         .unwrap();
-    let conn = a.connect(point, false, None, None).await.unwrap();
+    let conn = a.connect(point).await.unwrap();
     a.send(
         &conn,
         RawMessage {

@@ -44,10 +44,7 @@ async fn two_pools_connect_and_exchange_messages() {
         .unwrap();
     a.activate();
     b.activate();
-    let conn = a
-        .connect("127.0.0.2:9732".parse().unwrap(), false, None, None)
-        .await
-        .unwrap();
+    let conn = a.connect("127.0.0.2:9732".parse().unwrap()).await.unwrap();
     assert_eq!(conn.peer_id(), b.peer_id());
     a.send(
         &conn,
@@ -93,8 +90,8 @@ async fn recv_any_lets_connections_take_turns() {
         n.activate();
     }
     let to_a: tezos_p2p::wire::point::Point = "127.0.0.1:9732".parse().unwrap();
-    let from_b = b.connect(to_a, false, None, None).await.unwrap();
-    let from_c = c.connect(to_a, false, None, None).await.unwrap();
+    let from_b = b.connect(to_a).await.unwrap();
+    let from_c = c.connect(to_a).await.unwrap();
     // Both peers fill a's application queues before a reads anything.
     for i in 0..6u8 {
         b.send(
@@ -144,7 +141,7 @@ async fn a_refused_dial_is_the_peers_last_failed_connection() {
     a.activate();
     b.activate();
     let e = a
-        .connect("127.0.0.2:9732".parse().unwrap(), false, None, None)
+        .connect("127.0.0.2:9732".parse().unwrap())
         .await
         .unwrap_err();
     assert!(

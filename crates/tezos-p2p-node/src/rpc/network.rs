@@ -454,7 +454,7 @@ pub(super) async fn point_connect<M: App>(
         }
     }
     node.net
-        .connect(pt, false, None, Some(timeout))
+        .connect_with(pt, tezos_p2p::ConnectOptions::default().timeout(timeout))
         .await
         .map_err(net_error)?;
     ok(json!({}))

@@ -405,7 +405,9 @@ mod tests {
         let mut events = target.events();
         let target_point = Point::new(node_ip(0), 9732);
         for c in &clients {
-            c.connect(target_point, true, None, None).await.unwrap();
+            c.connect_with(target_point, crate::ConnectOptions::default().trusted())
+                .await
+                .unwrap();
         }
         assert_eq!(target.active_connections(), 8);
         let spared: Vec<_> = clients[..3].iter().map(|c| c.peer_id()).collect();
