@@ -1070,27 +1070,29 @@ impl Settings {
             trusted_points.push(parse_peer(p)?);
         }
         let private_mode = on(self.private_mode);
-        let config = Config {
-            listening_addr: Some(self.listen_addr()?),
-            advertised_port: self.advertised_net_port,
-            trusted_points,
-            peers_file,
-            private_mode,
-            identity,
-            proof_of_work_target,
-            versions: SupportedVersions {
-                distributed_db_versions: network.distributed_db_versions().to_vec(),
-                ..SupportedVersions::octez(network.chain_name().clone())
-            },
-            metadata: OctezMetadata {
+        let config = {
+            let mut config = Config::new(
+                identity,
+                SupportedVersions {
+                    distributed_db_versions: network.distributed_db_versions().to_vec(),
+                    ..SupportedVersions::octez(network.chain_name().clone())
+                },
+            );
+            config.listening_addr = Some(self.listen_addr()?);
+            config.advertised_port = self.advertised_net_port;
+            config.trusted_points = trusted_points;
+            config.peers_file = peers_file;
+            config.private_mode = private_mode;
+            config.proof_of_work_target = proof_of_work_target;
+            config.metadata = OctezMetadata {
                 // octez-p2p-node announces disable_mempool: its network has none.
                 disable_mempool: on(self.disable_mempool) || network.chain_id().is_none(),
                 private_node: private_mode,
-            },
-            reconnection: self.reconnection()?,
-            disable_peer_discovery: on(self.disable_peer_discovery),
-            transport: Transport::Tcp(TcpOptions::from_env()),
-            seed: None,
+            };
+            config.reconnection = self.reconnection()?;
+            config.disable_peer_discovery = on(self.disable_peer_discovery);
+            config.transport = Transport::Tcp(TcpOptions::from_env());
+            config
         };
         Ok(NodeParams {
             config,

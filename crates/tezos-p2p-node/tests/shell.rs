@@ -39,26 +39,23 @@ impl Peer {
             .unwrap();
         let pow = PowTarget::new(0.0).unwrap();
         let identity = Identity::generate(&pow, &PowSearch::default(), |_| {}).unwrap();
-        let config = Config {
-            listening_addr: None,
-            advertised_port: None,
-            trusted_points: vec![],
-            peers_file: None,
-            private_mode: false,
-            identity: Arc::new(identity),
-            proof_of_work_target: pow,
-            versions: SupportedVersions {
-                distributed_db_versions: ddb_versions.to_vec(),
-                ..SupportedVersions::octez(ChainName::from(chain_name))
-            },
-            metadata: OctezMetadata {
+        let config = {
+            let mut config = Config::new(
+                Arc::new(identity),
+                SupportedVersions {
+                    distributed_db_versions: ddb_versions.to_vec(),
+                    ..SupportedVersions::octez(ChainName::from(chain_name))
+                },
+            );
+            config.listening_addr = None;
+            config.proof_of_work_target = pow;
+            config.metadata = OctezMetadata {
                 disable_mempool,
                 private_node: false,
-            },
-            reconnection: Default::default(),
-            disable_peer_discovery: true,
-            transport: Transport::Tcp(TcpOptions::default()),
-            seed: None,
+            };
+            config.disable_peer_discovery = true;
+            config.transport = Transport::Tcp(TcpOptions::default());
+            config
         };
         let net: PeerNet = rt.block_on(Net::create(config, Limits::default())).unwrap();
         {

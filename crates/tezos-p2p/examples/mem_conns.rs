@@ -378,26 +378,23 @@ fn pool_mode(n: usize, conc: usize) {
         SecretKey([0x11; 32]),
         PowStamp([0; 24]),
     ));
-    let config = Config {
-        listening_addr: Some("127.0.0.1:0".parse().unwrap()),
-        advertised_port: None,
-        trusted_points: vec![],
-        peers_file: None,
-        private_mode: false,
-        identity: id,
-        proof_of_work_target: PowTarget::new(0.0).unwrap(),
-        versions: SupportedVersions {
-            distributed_db_versions: vec![0],
-            ..SupportedVersions::octez(ChainName::from(""))
-        },
-        metadata: OctezMetadata {
+    let config = {
+        let mut config = Config::new(
+            id,
+            SupportedVersions {
+                distributed_db_versions: vec![0],
+                ..SupportedVersions::octez(ChainName::from(""))
+            },
+        );
+        config.listening_addr = Some("127.0.0.1:0".parse().unwrap());
+        config.proof_of_work_target = PowTarget::new(0.0).unwrap();
+        config.metadata = OctezMetadata {
             disable_mempool: true,
             private_node: false,
-        },
-        reconnection: Default::default(),
-        disable_peer_discovery: true,
-        transport: Transport::Tcp(TcpOptions::octez()),
-        seed: None,
+        };
+        config.disable_peer_discovery = true;
+        config.transport = Transport::Tcp(TcpOptions::octez());
+        config
     };
     let limits = Limits {
         max_connections: n + 100,

@@ -190,20 +190,14 @@ fn pool_limits() -> Limits {
 
 async fn pool(mem: &MemoryNetwork, limits: Limits) -> TestNet {
     let at = IpAddr::from([10, 0, 0, 1]);
-    let config = Config {
-        listening_addr: Some(SocketAddr::new(at, PORT)),
-        advertised_port: None,
-        trusted_points: vec![],
-        peers_file: None,
-        private_mode: false,
-        identity: identity(usize::MAX),
-        proof_of_work_target: PowTarget::new(0.0).unwrap(),
-        versions: versions(),
-        metadata: OctezMetadata::default(),
-        reconnection: Default::default(),
-        disable_peer_discovery: true,
-        transport: Transport::Memory(mem.with_local_ip(at)),
-        seed: Some(1),
+    let config = {
+        let mut config = Config::new(identity(usize::MAX), versions());
+        config.listening_addr = Some(SocketAddr::new(at, PORT));
+        config.proof_of_work_target = PowTarget::new(0.0).unwrap();
+        config.disable_peer_discovery = true;
+        config.transport = Transport::Memory(mem.with_local_ip(at));
+        config.seed = Some(1);
+        config
     };
     let net = Net::create(config, limits).await.unwrap();
     net.activate();

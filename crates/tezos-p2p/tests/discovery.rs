@@ -38,20 +38,16 @@ async fn five_nodes_find_each_other_by_discovery_alone() {
     };
     let mut nets: Vec<TestNet> = Vec::new();
     for i in 0..5 {
-        let config = Config {
-            listening_addr: Some("127.0.0.1:0".parse().unwrap()),
-            advertised_port: None,
-            trusted_points: vec![],
-            peers_file: None,
-            private_mode: false,
-            identity: Arc::new(node_identity(99, i)),
-            proof_of_work_target: PowTarget::new(0.0).unwrap(),
-            versions: SupportedVersions::octez(ChainName::from("DISCOVERY_TEST")),
-            metadata: OctezMetadata::default(),
-            reconnection: Default::default(),
-            disable_peer_discovery: false,
-            transport: Transport::Tcp(TcpOptions::default()),
-            seed: Some(i as u64),
+        let config = {
+            let mut config = Config::new(
+                Arc::new(node_identity(99, i)),
+                SupportedVersions::octez(ChainName::from("DISCOVERY_TEST")),
+            );
+            config.listening_addr = Some("127.0.0.1:0".parse().unwrap());
+            config.proof_of_work_target = PowTarget::new(0.0).unwrap();
+            config.transport = Transport::Tcp(TcpOptions::default());
+            config.seed = Some(i as u64);
+            config
         };
         let net = Net::create(config, limits.clone()).await.unwrap();
         net.start_discovery(DiscoveryConfig {

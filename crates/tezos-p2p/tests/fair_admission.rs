@@ -49,20 +49,16 @@ fn limits() -> Limits {
 }
 
 async fn node_with(mem: &MemoryNetwork, at: IpAddr, seed: u8, limits: Limits) -> TestNet {
-    let config = Config {
-        listening_addr: Some(SocketAddr::new(at, PORT)),
-        advertised_port: None,
-        trusted_points: vec![],
-        peers_file: None,
-        private_mode: false,
-        identity: identity(seed),
-        proof_of_work_target: PowTarget::new(0.0).unwrap(),
-        versions: SupportedVersions::octez(ChainName::from("TEST")),
-        metadata: OctezMetadata::default(),
-        reconnection: Default::default(),
-        disable_peer_discovery: false,
-        transport: Transport::Memory(mem.with_local_ip(at)),
-        seed: Some(u64::from(seed)),
+    let config = {
+        let mut config = Config::new(
+            identity(seed),
+            SupportedVersions::octez(ChainName::from("TEST")),
+        );
+        config.listening_addr = Some(SocketAddr::new(at, PORT));
+        config.proof_of_work_target = PowTarget::new(0.0).unwrap();
+        config.transport = Transport::Memory(mem.with_local_ip(at));
+        config.seed = Some(u64::from(seed));
+        config
     };
     let net = Net::create(config, limits).await.unwrap();
     net.activate();

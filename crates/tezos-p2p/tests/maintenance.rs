@@ -32,20 +32,17 @@ fn point(i: usize) -> Point {
 
 /// Node `i` on `mem`, knowing (trusting) the points of `knows`; activated.
 async fn node(mem: &MemoryNetwork, i: usize, limits: Limits, knows: &[usize]) -> TestNet {
-    let config = Config {
-        listening_addr: Some(SocketAddr::new(node_ip(i), PORT)),
-        advertised_port: None,
-        trusted_points: knows.iter().map(|&k| (point(k), None)).collect(),
-        peers_file: None,
-        private_mode: false,
-        identity: Arc::new(node_identity(3, i)),
-        proof_of_work_target: PowTarget::new(0.0).unwrap(),
-        versions: SupportedVersions::octez(ChainName::from("MAINTENANCE_TEST")),
-        metadata: OctezMetadata::default(),
-        reconnection: Default::default(),
-        disable_peer_discovery: false,
-        transport: Transport::Memory(mem.with_local_ip(node_ip(i))),
-        seed: Some(i as u64),
+    let config = {
+        let mut config = Config::new(
+            Arc::new(node_identity(3, i)),
+            SupportedVersions::octez(ChainName::from("MAINTENANCE_TEST")),
+        );
+        config.listening_addr = Some(SocketAddr::new(node_ip(i), PORT));
+        config.trusted_points = knows.iter().map(|&k| (point(k), None)).collect();
+        config.proof_of_work_target = PowTarget::new(0.0).unwrap();
+        config.transport = Transport::Memory(mem.with_local_ip(node_ip(i)));
+        config.seed = Some(i as u64);
+        config
     };
     let net = Net::create(config, limits).await.unwrap();
     net.activate();

@@ -32,20 +32,17 @@ async fn twenty_tcp_nodes_knowing_only_node_0_converge() {
     let mut nets: Vec<TestNet> = Vec::new();
     let mut first: Option<Point> = None;
     for i in 0..NODES {
-        let config = Config {
-            listening_addr: Some("127.0.0.1:0".parse().unwrap()),
-            advertised_port: None,
-            trusted_points: first.map(|p| (p, None)).into_iter().collect(),
-            peers_file: None,
-            private_mode: false,
-            identity: Arc::new(node_identity(17, i)),
-            proof_of_work_target: PowTarget::new(0.0).unwrap(),
-            versions: SupportedVersions::octez(ChainName::from("MAINTENANCE_TCP")),
-            metadata: OctezMetadata::default(),
-            reconnection: Default::default(),
-            disable_peer_discovery: false,
-            transport: Transport::Tcp(TcpOptions::default()),
-            seed: Some(i as u64),
+        let config = {
+            let mut config = Config::new(
+                Arc::new(node_identity(17, i)),
+                SupportedVersions::octez(ChainName::from("MAINTENANCE_TCP")),
+            );
+            config.listening_addr = Some("127.0.0.1:0".parse().unwrap());
+            config.trusted_points = first.map(|p| (p, None)).into_iter().collect();
+            config.proof_of_work_target = PowTarget::new(0.0).unwrap();
+            config.transport = Transport::Tcp(TcpOptions::default());
+            config.seed = Some(i as u64);
+            config
         };
         let net = Net::create(config, limits.clone()).await.unwrap();
         if i == 0 {

@@ -44,20 +44,14 @@ fn pool_at() -> IpAddr {
 }
 
 async fn pool(mem: &MemoryNetwork, budget: usize) -> TestNet {
-    let config = Config {
-        listening_addr: Some(SocketAddr::new(pool_at(), PORT)),
-        advertised_port: None,
-        trusted_points: vec![],
-        peers_file: None,
-        private_mode: false,
-        identity: identity(usize::MAX),
-        proof_of_work_target: PowTarget::new(0.0).unwrap(),
-        versions: versions(),
-        metadata: OctezMetadata::default(),
-        reconnection: Default::default(),
-        disable_peer_discovery: true,
-        transport: Transport::Memory(mem.with_local_ip(pool_at())),
-        seed: Some(1),
+    let config = {
+        let mut config = Config::new(identity(usize::MAX), versions());
+        config.listening_addr = Some(SocketAddr::new(pool_at(), PORT));
+        config.proof_of_work_target = PowTarget::new(0.0).unwrap();
+        config.disable_peer_discovery = true;
+        config.transport = Transport::Memory(mem.with_local_ip(pool_at()));
+        config.seed = Some(1);
+        config
     };
     let limits = Limits {
         maintenance_idle_time: None,

@@ -78,20 +78,16 @@ fn limits() -> Limits {
 }
 
 fn config(mem: &MemoryNetwork, seed: u8) -> Config<OctezMetadata> {
-    Config {
-        listening_addr: Some(SocketAddr::new(ip(seed), PORT)),
-        advertised_port: None,
-        trusted_points: vec![],
-        peers_file: None,
-        private_mode: false,
-        identity: identity(seed),
-        proof_of_work_target: PowTarget::new(0.0).unwrap(),
-        versions: SupportedVersions::octez(ChainName::from("TEST")),
-        metadata: OctezMetadata::default(),
-        reconnection: Default::default(),
-        disable_peer_discovery: false,
-        transport: Transport::Memory(mem.with_local_ip(ip(seed))),
-        seed: Some(u64::from(seed)),
+    {
+        let mut config = Config::new(
+            identity(seed),
+            SupportedVersions::octez(ChainName::from("TEST")),
+        );
+        config.listening_addr = Some(SocketAddr::new(ip(seed), PORT));
+        config.proof_of_work_target = PowTarget::new(0.0).unwrap();
+        config.transport = Transport::Memory(mem.with_local_ip(ip(seed)));
+        config.seed = Some(u64::from(seed));
+        config
     }
 }
 
@@ -1336,10 +1332,11 @@ async fn corrupt_peers_file_is_kept_aside_and_the_pool_starts_empty() {
 // Loopback TCP
 
 fn tcp_config(seed: u8) -> Config<OctezMetadata> {
-    Config {
-        listening_addr: Some("127.0.0.1:0".parse().unwrap()),
-        transport: Transport::Tcp(TcpOptions::default()),
-        ..config(&MemoryNetwork::new(), seed)
+    {
+        let mut config = config(&MemoryNetwork::new(), seed);
+        config.listening_addr = Some("127.0.0.1:0".parse().unwrap());
+        config.transport = Transport::Tcp(TcpOptions::default());
+        config
     }
 }
 
@@ -1508,8 +1505,8 @@ async fn registrations_log_new_entries_and_gc_runs() {
         vec![P2pEvent::GcPoints, P2pEvent::NewPoint { point: point(12) }]
     );
     net.trust_peer(peer_id(20));
-    net.set_peer_metadata(peer_id(21), Default::default());
-    net.set_peer_metadata(peer_id(21), Default::default());
+    net.set_peer_metadata(peer_id(21), ());
+    net.set_peer_metadata(peer_id(21), ());
     net.trust_peer(peer_id(22));
     assert_eq!(
         drain_events(&mut rx),

@@ -13,23 +13,20 @@ use tezos_p2p::{Config, Net};
 type TestNet = Net<RawMessage, OctezMetadata, ()>;
 
 fn config(seed: u8, net: &MemoryNetwork, port: u16) -> Config<OctezMetadata> {
-    Config {
-        listening_addr: Some(format!("127.0.0.{seed}:{port}").parse().unwrap()),
-        advertised_port: None,
-        trusted_points: vec![],
-        peers_file: None,
-        private_mode: false,
-        identity: Arc::new(Identity::from_secret_key(
-            SecretKey([seed; 32]),
-            PowStamp([0; 24]),
-        )),
-        proof_of_work_target: PowTarget::new(0.0).unwrap(),
-        versions: SupportedVersions::octez(ChainName::from("TEST")),
-        metadata: OctezMetadata::default(),
-        reconnection: Default::default(),
-        disable_peer_discovery: false,
-        transport: Transport::Memory(net.with_local_ip(format!("127.0.0.{seed}").parse().unwrap())),
-        seed: Some(u64::from(seed)),
+    {
+        let mut config = Config::new(
+            Arc::new(Identity::from_secret_key(
+                SecretKey([seed; 32]),
+                PowStamp([0; 24]),
+            )),
+            SupportedVersions::octez(ChainName::from("TEST")),
+        );
+        config.listening_addr = Some(format!("127.0.0.{seed}:{port}").parse().unwrap());
+        config.proof_of_work_target = PowTarget::new(0.0).unwrap();
+        config.transport =
+            Transport::Memory(net.with_local_ip(format!("127.0.0.{seed}").parse().unwrap()));
+        config.seed = Some(u64::from(seed));
+        config
     }
 }
 

@@ -40,7 +40,28 @@ use crate::socket::transport::{Listener, Transport};
 use crate::socket::{Connection, ConnectionInfo, SocketError};
 
 /// What a pool needs besides its [`Limits`] (Octez's `P2p.config`).
+///
+/// [`Config::new`] takes the two things without a default, the identity
+/// and the chain; every other field holds Octez's default and can be
+/// changed in place:
+///
+/// ```
+/// # use std::sync::Arc;
+/// use tezos_p2p::wire::identity::Identity;
+/// use tezos_p2p::wire::message::OctezMetadata;
+/// use tezos_p2p::wire::version::{ChainName, SupportedVersions};
+/// use tezos_p2p::Config;
+///
+/// use tezos_p2p::wire::identity::{PowStamp, SecretKey};
+/// let identity = Arc::new(Identity::from_secret_key(SecretKey([7; 32]), PowStamp([0; 24])));
+/// let chain = SupportedVersions::octez(ChainName::from("TEZOS_MAINNET"));
+/// let mut config = Config::<OctezMetadata>::new(identity, chain)
+///     .listen("127.0.0.1:9732".parse().unwrap());
+/// config.private_mode = true;
+/// assert_eq!(config.proof_of_work_target.level(), 26.0);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config<C> {
     /// Where to listen; `None` accepts no connection.
     pub listening_addr: Option<SocketAddr>,
@@ -71,6 +92,47 @@ pub struct Config<C> {
     pub transport: Transport,
     /// Seed of the pool's random choices (`None`: from the OS).
     pub seed: Option<u64>,
+}
+
+/// Octez's default `expected-proof-of-work`.
+pub const OCTEZ_POW_LEVEL: f64 = 26.0;
+
+impl<C: Default> Config<C> {
+    /// A pool of `identity` on `versions`' chain, with Octez's defaults:
+    /// listening nowhere, no trusted point, no peers file, public, a proof
+    /// of work of 26 required of peers, peer discovery on, default
+    /// metadata, TCP with Octez's socket options, and seeded from the OS.
+    pub fn new(identity: Arc<Identity>, versions: SupportedVersions) -> Self {
+        Config {
+            listening_addr: None,
+            advertised_port: None,
+            trusted_points: Vec::new(),
+            peers_file: None,
+            private_mode: false,
+            identity,
+            proof_of_work_target: PowTarget::new(OCTEZ_POW_LEVEL).expect("a valid level"),
+            versions,
+            metadata: C::default(),
+            reconnection: ReconnectionConfig::default(),
+            disable_peer_discovery: false,
+            transport: Transport::default(),
+            seed: None,
+        }
+    }
+}
+
+impl<C> Config<C> {
+    /// Listens on `addr` (port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listening_addr = Some(addr);
+        self
+    }
+
+    /// Reaches peers through `transport` (e.g. an in-memory network).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
 }
 
 /// Errors of the pool, named after Octez's.

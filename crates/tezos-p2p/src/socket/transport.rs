@@ -55,9 +55,9 @@ pub const KEEPALIVE_ENV: [&str; 2] = ["TEZOS_P2P_TCP_KEEPALIVE", "OCTEZ_P2P_TCP_
 
 /// Socket options of TCP connections and listening sockets.
 ///
-/// `Default` is Octez's, read from the environment ([`USER_TIMEOUT_ENV`],
-/// [`KEEPALIVE_ENV`]) when set; [`TcpOptions::octez`] ignores the
-/// environment.
+/// `Default` is Octez's ([`TcpOptions::octez`]); [`TcpOptions::from_env`]
+/// reads overrides from the environment ([`USER_TIMEOUT_ENV`],
+/// [`KEEPALIVE_ENV`]), as the node does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpOptions {
     /// `TCP_NODELAY`. Octez leaves Nagle on; we turn it off by default
@@ -75,9 +75,11 @@ pub struct TcpOptions {
     pub user_timeout: Option<Duration>,
 }
 
+/// Octez's defaults ([`TcpOptions::octez`]); the environment is read only
+/// by [`TcpOptions::from_env`].
 impl Default for TcpOptions {
     fn default() -> Self {
-        TcpOptions::from_env()
+        TcpOptions::octez()
     }
 }
 
