@@ -299,14 +299,17 @@ fn pair(flags: u8, rest: &[u8]) {
     match (nack_a, nack_b) {
         (false, false) => {
             assert!(sa.inbox.is_empty() && sb.inbox.is_empty());
-            let mut a_s = sa.hs.into_session().unwrap();
-            let mut b_s = sb.hs.into_session().unwrap();
+            let a_s = sa.hs.into_session().unwrap();
+            let b_s = sb.hs.into_session().unwrap();
             assert_eq!(a_s.remote_peer_id, b.peer_id);
             assert_eq!(b_s.remote_peer_id, a.peer_id);
-            assert_eq!(a_s.sender.nonce(), b_s.receiver.nonce());
-            assert_eq!(a_s.receiver.nonce(), b_s.sender.nonce());
-            send(&mut a_s.sender, &mut b_s.receiver, rest);
-            send(&mut b_s.sender, &mut a_s.receiver, rest);
+            assert_eq!(a_s.cipher.key, b_s.cipher.key);
+            assert_eq!(a_s.cipher.nonces.local, b_s.cipher.nonces.remote);
+            assert_eq!(a_s.cipher.nonces.remote, b_s.cipher.nonces.local);
+            let (mut a_tx, mut a_rx) = (a_s.cipher.sender(), a_s.cipher.receiver());
+            let (mut b_tx, mut b_rx) = (b_s.cipher.sender(), b_s.cipher.receiver());
+            send(&mut a_tx, &mut b_rx, rest);
+            send(&mut b_tx, &mut a_rx, rest);
         }
         (true, false) => {
             assert_eq!(sa.hs.status(), Status::Nacked);

@@ -333,7 +333,7 @@ async fn handshake(
     stream.write_all(&hs.take_output()).await.map_err(io)?;
     read_until(stream, &mut hs, &mut pending, Status::Established).await?;
     let session = hs.into_session().map_err(|e| e.to_string())?;
-    Ok(Some(session.sender))
+    Ok(Some(session.cipher.sender()))
 }
 
 /// An honest peer: connects from `src` and completes the handshake.

@@ -9,12 +9,11 @@
 
 use std::time::Instant;
 
-use tezos_p2p_wire::crypto::{chunk_body_len, derive_nonces, HEADER_LEN, MAX_CHUNK_PLAINTEXT};
+use tezos_p2p_wire::chunk::ChunkSize;
+use tezos_p2p_wire::crypto::derive_nonces;
 use tezos_p2p_wire::handshake::{Handshake, HandshakeConfig, Status};
 use tezos_p2p_wire::identity::{Identity, PowSearch, PowTarget};
-use tezos_p2p_wire::message::{
-    chunk_pieces, encode_message, MessageDecoder, OctezMetadata, P2pMessage, RawMessage,
-};
+use tezos_p2p_wire::message::{encode_message, OctezMetadata, P2pMessage, RawMessage};
 use tezos_p2p_wire::version::{ChainName, SupportedVersions};
 
 /// A low proof-of-work level, so that generating identities is instant
@@ -101,41 +100,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert_eq!(a_nonces.remote, b_nonces.local, "and the other way round");
 
-    let mut a = a.into_session()?;
-    let mut b = b.into_session()?;
+    let a = a.into_session()?;
+    let b = b.into_session()?;
     println!(
         "A sees B as {}, B sees A as {}",
         a.remote_peer_id, b.remote_peer_id
     );
+    let (mut a_tx, _) = a.cipher.split::<RawMessage>(ChunkSize::MAX, 1 << 20);
+    let (_, mut b_rx) = b.cipher.split::<RawMessage>(ChunkSize::MAX, 1 << 20);
 
-    // 4. A sends an application message: encode, cut into chunk-sized
-    //    pieces, seal each piece.
+    // 4. A sends an application message: encode, then the chunk writer
+    //    cuts it into chunk-sized pieces and seals each piece.
     let msg = P2pMessage::Message(RawMessage {
         tag: 0x10,
         body: b"hello from A".to_vec(),
     });
     let mut plain = Vec::new();
     encode_message(&msg, &mut plain)?;
-    let mut wire = Vec::new();
-    for piece in chunk_pieces(&plain, MAX_CHUNK_PLAINTEXT) {
-        a.sender.seal_chunk(piece, &mut wire)?;
-    }
+    a_tx.push(&plain, usize::MAX);
+    a_tx.flush();
+    let wire = a_tx.output().to_vec();
+    a_tx.advance(wire.len());
     println!(
         "A -> B: {} bytes on the wire: {}",
         wire.len(),
         hex::encode(&wire)
     );
 
-    // 5. B opens the chunks and feeds the plaintext to its message decoder.
-    let mut decoder = MessageDecoder::<RawMessage>::new();
-    let mut rest = &mut wire[..];
-    while !rest.is_empty() {
-        let len = chunk_body_len([rest[0], rest[1]])?;
-        let (chunk, tail) = rest.split_at_mut(HEADER_LEN + len);
-        decoder.feed(b.receiver.open_chunk(&mut chunk[HEADER_LEN..])?);
-        rest = tail;
-    }
-    let (size, got) = decoder.next()?.ok_or("incomplete message")?;
+    // 5. B's chunk reader opens the chunks and cuts the message out of
+    //    their plaintext.
+    b_rx.feed(&wire);
+    let (size, got) = b_rx.next_message()?.ok_or("incomplete message")?;
     match &got {
         P2pMessage::Message(m) => println!(
             "B decoded {} (tag {:#04x}, {size} bytes): {:?}",

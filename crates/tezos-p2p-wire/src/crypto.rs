@@ -162,6 +162,44 @@ pub fn derive_nonces(sent_msg: &[u8], recv_msg: &[u8], incoming: bool) -> Nonces
     }
 }
 
+/// The cipher state of an established session, as the handshake hands it
+/// over: the one key both directions share and the nonce of the next chunk
+/// each way ([`Nonces::local`] for what we send, [`Nonces::remote`] for
+/// what we receive). [`SessionCipher::split`] turns it into
+/// the data phase's [`ChunkWriter`](crate::chunk::ChunkWriter) and
+/// [`ChunkReader`](crate::chunk::ChunkReader).
+#[derive(Clone, Debug)]
+pub struct SessionCipher {
+    /// The precomputed key, the same on both sides.
+    pub key: SessionKey,
+    /// The nonces of the next chunk sent and of the next chunk received.
+    pub nonces: Nonces,
+}
+
+impl SessionCipher {
+    /// The sending direction: the key and our nonce.
+    pub fn sender(&self) -> ChunkCipher {
+        ChunkCipher::new(self.key.clone(), self.nonces.local)
+    }
+
+    /// The receiving direction: the key and the peer's nonce.
+    pub fn receiver(&self) -> ChunkCipher {
+        ChunkCipher::new(self.key.clone(), self.nonces.remote)
+    }
+
+    /// Seals `plaintext` into one framed chunk with our nonce, which moves
+    /// on (the handshake's metadata and Ack chunks).
+    pub fn seal_chunk(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.key.seal_chunk(&mut self.nonces.local, plaintext, out)
+    }
+
+    /// Opens one chunk body in place with the peer's nonce, which moves on
+    /// even on failure.
+    pub fn open_chunk<'b>(&mut self, body: &'b mut [u8]) -> Result<&'b mut [u8], CryptoError> {
+        self.key.open_chunk(&mut self.nonces.remote, body)
+    }
+}
+
 /// Errors of the crypto layer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CryptoError {
@@ -310,10 +348,24 @@ impl ChunkCipher {
         self.key.open_chunk(&mut self.nonce, body)
     }
 
-    /// The key and the nonce of the next chunk, for a caller that keeps
-    /// both directions' nonces next to one copy of the (shared) key.
+    /// The key and the nonce of the next chunk.
     pub fn into_parts(self) -> (SessionKey, Nonce) {
         (self.key, self.nonce)
+    }
+
+    /// Seals a chunk laid out in place: `frame` is [`CHUNK_OVERHEAD`] bytes
+    /// of room for the header and the tag, then at most
+    /// [`MAX_CHUNK_PLAINTEXT`] bytes of plaintext, which is encrypted where
+    /// it is; the header and the tag are written in front. The nonce moves
+    /// on. (The chunk writer's shared chunk: no copy of its plaintext.)
+    pub(crate) fn seal_frame_in_place(&mut self, frame: &mut [u8]) {
+        debug_assert!(frame.len() >= CHUNK_OVERHEAD);
+        debug_assert!(frame.len() <= MAX_CHUNK_SIZE);
+        let nonce = self.nonce.fetch_increment();
+        let (head, pt) = frame.split_at_mut(CHUNK_OVERHEAD);
+        let tag = self.key.seal_in_place(&nonce, pt);
+        head[..HEADER_LEN].copy_from_slice(&((TAG_LEN + pt.len()) as u16).to_be_bytes());
+        head[HEADER_LEN..].copy_from_slice(&tag);
     }
 }
 
@@ -382,31 +434,9 @@ pub fn chunk_body_len(header: [u8; HEADER_LEN]) -> Result<usize, CryptoError> {
     Ok(n)
 }
 
-/// A `binary_chunks_size` outside of `19..=65535`.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid chunks size {value} (expected {min}..={max})")]
-pub struct InvalidChunksSize {
-    /// The size asked for.
-    pub value: usize,
-    /// The smallest valid size.
-    pub min: usize,
-    /// The largest valid size.
-    pub max: usize,
-}
-
-/// Octez's `check_binary_chunks_size`: returns the plaintext bytes per
-/// chunk that a chunk size of `size` bytes on the wire allows.
-pub fn check_binary_chunks_size(size: usize) -> Result<usize, InvalidChunksSize> {
-    if (MIN_BINARY_CHUNKS_SIZE..=MAX_CHUNK_SIZE).contains(&size) {
-        Ok(size - CHUNK_OVERHEAD)
-    } else {
-        Err(InvalidChunksSize {
-            value: size,
-            min: MIN_BINARY_CHUNKS_SIZE,
-            max: MAX_CHUNK_SIZE,
-        })
-    }
-}
+// The one validator of `binary_chunks_size` lives with the chunk writer;
+// these names stay here for the callers that import them from `crypto`.
+pub use crate::chunk::{check_binary_chunks_size, InvalidChunksSize};
 
 #[cfg(test)]
 mod tests {

@@ -12,13 +12,14 @@
 //! 3. the caller looks at [`Handshake::remote`] and decides: [`Handshake::accept`]
 //!    (send Ack, then read the peer's Ack) or [`Handshake::nack`].
 //!
-//! After both Acks, [`Handshake::into_session`] hands over the key and the
-//! two nonce counters for the data phase.
+//! After both Acks, [`Handshake::into_session`] hands over the session:
+//! one [`SessionCipher`] (the key and both nonces) for the data phase
+//! ([`SessionCipher::split`]), and what we know of the peer.
 
 use thiserror::Error;
 
 use crate::crypto::{
-    chunk_body_len, derive_nonces, ChunkCipher, CryptoError, SessionKey, HEADER_LEN,
+    chunk_body_len, derive_nonces, CryptoError, SessionCipher, SessionKey, HEADER_LEN,
 };
 use crate::encoding::{Decode, DecodeError, Encode, EncodeError};
 use crate::identity::{Identity, PeerId, PowTarget};
@@ -138,14 +139,12 @@ pub struct Remote<M> {
     pub metadata: Option<M>,
 }
 
-/// The outcome of a successful handshake: the key and the nonce counter of
-/// each direction, and what we know of the peer.
+/// The outcome of a successful handshake: the session's cipher (its key
+/// and the nonce of the next chunk each way), and what we know of the peer.
 #[derive(Debug, Clone)]
 pub struct Session<M> {
-    /// Encrypts what we send.
-    pub sender: ChunkCipher,
-    /// Decrypts what we receive.
-    pub receiver: ChunkCipher,
+    /// The key and both nonces, for the data phase.
+    pub cipher: SessionCipher,
     /// The peer's connection message.
     pub remote_connection_message: ConnectionMessage,
     /// The peer's id.
@@ -165,8 +164,8 @@ pub struct Handshake<M> {
     output: Vec<u8>,
     sent_msg: Vec<u8>,
     remote: Option<Remote<M>>,
-    sender: Option<ChunkCipher>,
-    receiver: Option<ChunkCipher>,
+    /// Set once the peer's connection message is read.
+    cipher: Option<SessionCipher>,
 }
 
 /// Largest frame of the handshake: a `u16` length and its body.
@@ -191,8 +190,7 @@ impl<M: ConnMeta> Handshake<M> {
             output: sent_msg.clone(),
             sent_msg,
             remote: None,
-            sender: None,
-            receiver: None,
+            cipher: None,
         })
     }
 
@@ -204,11 +202,6 @@ impl<M: ConnMeta> Handshake<M> {
     /// Bytes to write to the peer, in order.
     pub fn output(&self) -> &[u8] {
         &self.output
-    }
-
-    /// Marks the first `n` bytes of [`output`](Self::output) as written.
-    pub fn consume_output(&mut self, n: usize) {
-        self.output.drain(..n.min(self.output.len()));
     }
 
     /// Takes every byte to write.
@@ -314,11 +307,10 @@ impl<M: ConnMeta> Handshake<M> {
         recv_msg.extend_from_slice(&(body.len() as u16).to_be_bytes());
         recv_msg.extend_from_slice(body);
         let nonces = derive_nonces(&self.sent_msg, &recv_msg, self.cfg.incoming);
-        let mut sender = ChunkCipher::new(key.clone(), nonces.local);
+        let mut cipher = SessionCipher { key, nonces };
         let metadata = self.cfg.metadata.to_bytes()?;
-        sender.seal_chunk(&metadata, &mut self.output)?;
-        self.sender = Some(sender);
-        self.receiver = Some(ChunkCipher::new(key, nonces.remote));
+        cipher.seal_chunk(&metadata, &mut self.output)?;
+        self.cipher = Some(cipher);
         self.remote = Some(Remote {
             connection_message: msg,
             peer_id,
@@ -329,12 +321,12 @@ impl<M: ConnMeta> Handshake<M> {
     }
 
     fn open(&mut self, body: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let receiver = self
-            .receiver
+        let cipher = self
+            .cipher
             .as_mut()
             .ok_or(HandshakeError::InvalidState("no session key"))?;
         let mut buf = body.to_vec();
-        let pt = receiver.open_chunk(&mut buf)?;
+        let pt = cipher.open_chunk(&mut buf)?;
         Ok(pt.to_vec())
     }
 
@@ -382,11 +374,11 @@ impl<M: ConnMeta> Handshake<M> {
             return Err(HandshakeError::InvalidState("no decision awaited"));
         }
         let pt = ack.to_bytes()?;
-        let sender = self
-            .sender
+        let cipher = self
+            .cipher
             .as_mut()
             .ok_or(HandshakeError::InvalidState("no session key"))?;
-        sender.seal_chunk(&pt, &mut self.output)?;
+        cipher.seal_chunk(&pt, &mut self.output)?;
         Ok(())
     }
 
@@ -432,14 +424,13 @@ impl<M: ConnMeta> Handshake<M> {
 
     /// The session of an established handshake.
     pub fn into_session(self) -> Result<Session<M>, HandshakeError> {
-        match (self.status, self.sender, self.receiver, self.remote) {
-            (Status::Established, Some(sender), Some(receiver), Some(remote)) => {
+        match (self.status, self.cipher, self.remote) {
+            (Status::Established, Some(cipher), Some(remote)) => {
                 let remote_metadata = remote
                     .metadata
                     .ok_or(HandshakeError::InvalidState("no metadata"))?;
                 Ok(Session {
-                    sender,
-                    receiver,
+                    cipher,
                     remote_connection_message: remote.connection_message,
                     remote_peer_id: remote.peer_id,
                     remote_metadata,
@@ -541,11 +532,13 @@ mod tests {
         b.accept().unwrap();
         assert_eq!(pump(&mut a, &mut b), (Ok(()), Ok(())));
         let (mut sa, mut sb) = (a.into_session().unwrap(), b.into_session().unwrap());
-        assert_eq!(sa.sender.nonce(), sb.receiver.nonce());
-        assert_eq!(sb.sender.nonce(), sa.receiver.nonce());
+        assert_eq!(sa.cipher.key, sb.cipher.key);
+        assert_eq!(sa.cipher.nonces.local, sb.cipher.nonces.remote);
+        assert_eq!(sb.cipher.nonces.local, sa.cipher.nonces.remote);
         let mut chunk = Vec::new();
-        sa.sender.seal_chunk(b"hello", &mut chunk).unwrap();
-        assert_eq!(sb.receiver.open_chunk(&mut chunk[2..]).unwrap(), b"hello");
+        sa.cipher.seal_chunk(b"hello", &mut chunk).unwrap();
+        assert_eq!(sb.cipher.open_chunk(&mut chunk[2..]).unwrap(), b"hello");
+        assert_eq!(sb.cipher.nonces.remote, sa.cipher.nonces.local);
     }
 
     #[test]

@@ -765,14 +765,6 @@ impl<M: AppMessage> MessageDecoder<M> {
     }
 }
 
-/// Cuts an encoded message into the plaintexts of its chunks: full pieces of
-/// `piece_size` bytes, then one shorter piece if bytes remain; never an
-/// empty piece. `piece_size` is `binary_chunks_size - 18` (65 517 by
-/// default); 0 is treated as 1.
-pub fn chunk_pieces(encoded: &[u8], piece_size: usize) -> std::slice::Chunks<'_, u8> {
-    encoded.chunks(piece_size.max(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1177,7 +1169,7 @@ mod tests {
             let mut d = MessageDecoder::new();
             let mut got = Vec::new();
             let mut wire = 0;
-            for chunk in chunk_pieces(&stream, piece) {
+            for chunk in stream.chunks(piece) {
                 d.feed(chunk);
                 loop {
                     let size = d.next_size().unwrap();
@@ -1341,20 +1333,6 @@ mod tests {
         assert_eq!(count, 10_000);
     }
 
-    #[test]
-    fn pieces_are_full_then_one_shorter_never_empty() {
-        let data = vec![0u8; 2 * 65517 + 1];
-        let lens: Vec<usize> = chunk_pieces(&data, 65517).map(<[u8]>::len).collect();
-        assert_eq!(lens, [65517, 65517, 1]);
-        let lens: Vec<usize> = chunk_pieces(&data[..2 * 65517], 65517)
-            .map(<[u8]>::len)
-            .collect();
-        assert_eq!(lens, [65517, 65517]);
-        assert_eq!(chunk_pieces(&data[..6], 65517).count(), 1);
-        assert_eq!(chunk_pieces(&[], 65517).count(), 0);
-        assert_eq!(chunk_pieces(&data[..3], 0).count(), 3);
-    }
-
     mod prop {
         use super::*;
         use proptest::prelude::*;
@@ -1400,7 +1378,7 @@ mod tests {
                 let bytes = enc(&m);
                 let mut d = MessageDecoder::new();
                 let mut got = None;
-                for c in chunk_pieces(&bytes, cut) {
+                for c in bytes.chunks(cut) {
                     d.feed(c);
                     if let Some(x) = d.next().unwrap() {
                         got = Some(x);

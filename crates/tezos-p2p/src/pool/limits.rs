@@ -175,7 +175,7 @@ impl Limits {
             return Err(invalid("swap_linger", "must be positive when set"));
         }
         if let Some(size) = self.binary_chunks_size {
-            tezos_p2p_wire::crypto::check_binary_chunks_size(size)
+            tezos_p2p_wire::chunk::ChunkSize::new(size)
                 .map_err(|e| invalid("binary_chunks_size", e.to_string()))?;
         }
         self.acl_config()

@@ -5,11 +5,14 @@
 //! messages, metadata) by driving the wire crate's state machine; the
 //! caller then decides with [`AuthenticatedConnection::accept`] or
 //! [`AuthenticatedConnection::nack`]. An accepted [`Connection`] is run by
-//! one task, a hand-polled state machine with two sides: the read side
-//! opens chunks, cuts messages out of the decrypted stream and pushes them
-//! into a read queue bounded in bytes (so a slow application pushes back
-//! down to TCP); the write side pops encoded messages, seals them into
-//! chunks and writes them. Both go through the
+//! one task (`driver.rs`), a hand-polled state machine with two sides that
+//! feed and drain the wire crate's sans-IO
+//! [`ChunkReader`](tezos_p2p_wire::chunk::ChunkReader) and
+//! [`ChunkWriter`](tezos_p2p_wire::chunk::ChunkWriter): the read side
+//! pushes the messages the reader cuts out of the decrypted stream into a
+//! read queue bounded in bytes (so a slow application pushes back down to
+//! TCP); the write side pops encoded messages, has the writer seal them
+//! into chunks and writes them. Both go through the
 //! [`IoScheduler`](crate::socket::scheduler::IoScheduler) for bandwidth limits and
 //! statistics. Nothing but the state machine lives across a wait, and an
 //! idle connection holds no buffer, so it costs about a kilobyte.
@@ -21,43 +24,38 @@
 //! peer sent before it went, until it meets the end itself.
 
 pub mod budget;
+mod driver;
 pub(crate) mod queue;
 pub mod scheduler;
 pub mod transport;
 
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
-use tokio_util::io::poll_read_buf;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use tracing::debug;
+use tokio_util::sync::CancellationToken;
 
-use tezos_p2p_wire::crypto::{
-    self, chunk_body_len, ChunkCipher, CryptoError, InvalidChunksSize, Nonce, SessionKey,
-    HEADER_LEN, MAX_CHUNK_PLAINTEXT,
-};
+use tezos_p2p_wire::chunk::{ChunkSize, InvalidChunksSize, ReadError};
+use tezos_p2p_wire::crypto::SessionCipher;
 use tezos_p2p_wire::encoding::{DecodeError, EncodeError};
 use tezos_p2p_wire::handshake::{Handshake, HandshakeConfig, HandshakeError, Status};
 use tezos_p2p_wire::identity::{Identity, PeerId, PowTarget};
-use tezos_p2p_wire::message::{AppMessage, ConnMeta, MessageDecoder, P2pMessage};
+use tezos_p2p_wire::message::{AppMessage, ConnMeta, P2pMessage};
 use tezos_p2p_wire::point::Point;
 use tezos_p2p_wire::rejection::Motive;
 use tezos_p2p_wire::version::NetworkVersion;
 
-use crate::socket::budget::{Claim, MessageBudget, UNBUDGETED};
+use crate::socket::budget::MessageBudget;
+use crate::socket::driver::Driver;
 use crate::socket::queue::Queue;
-use crate::socket::scheduler::{ConnectionIo, Stat, Ticket};
+use crate::socket::scheduler::{ConnectionIo, Stat};
 use crate::socket::transport::BoxStream;
 
 /// Errors of the socket layer, named after Octez's `P2p_errors`.
@@ -160,14 +158,13 @@ impl SocketError {
         )
     }
 
-    fn from_crypto(e: CryptoError) -> Self {
+    fn from_read(e: ReadError) -> Self {
         match e {
-            CryptoError::Decipher => SocketError::DecipherError,
-            CryptoError::InvalidIncomingCiphertextSize(n) => {
+            ReadError::Decipher => SocketError::DecipherError,
+            ReadError::InvalidIncomingCiphertextSize(n) => {
                 SocketError::InvalidIncomingCiphertextSize(n)
             }
-            CryptoError::InvalidMessageSize(_) => SocketError::InvalidMessageSize,
-            CryptoError::LowOrderKey => SocketError::InvalidPublicKey,
+            ReadError::Decoding(e) => SocketError::Decoding(e),
         }
     }
 }
@@ -491,9 +488,9 @@ impl Default for AcceptOptions {
     }
 }
 
-/// Octez's `check_binary_chunks_size`.
+/// Octez's `check_binary_chunks_size` (the wire crate's [`ChunkSize::new`]).
 pub fn check_binary_chunks_size(size: usize) -> Result<(), SocketError> {
-    crypto::check_binary_chunks_size(size)?;
+    ChunkSize::new(size)?;
     Ok(())
 }
 
@@ -526,10 +523,7 @@ impl<M: ConnMeta> AuthenticatedConnection<M> {
         mut self,
         opts: AcceptOptions,
     ) -> Result<Connection<A, M>, SocketError> {
-        let piece = match opts.binary_chunks_size {
-            Some(size) => crypto::check_binary_chunks_size(size)?,
-            None => MAX_CHUNK_PLAINTEXT,
-        };
+        let chunk_size = ChunkSize::from_option(opts.binary_chunks_size)?;
         self.handshake
             .accept()
             .map_err(|e| SocketError::from_handshake(e, self.remote_addr))?;
@@ -558,11 +552,10 @@ impl<M: ConnMeta> AuthenticatedConnection<M> {
         Ok(Connection::<A, M>::start(
             self.stream,
             self.io,
-            session.sender,
-            session.receiver,
-            self.pending,
+            session.cipher,
+            &self.pending,
             self.info,
-            piece,
+            chunk_size,
             opts,
         ))
     }
@@ -591,8 +584,8 @@ struct Shared<A, M> {
     max_message_size: usize,
     /// The budget for partially received messages, if any.
     budget: Option<MessageBudget>,
-    /// Plaintext bytes per chunk we send.
-    piece: usize,
+    /// The size of the chunks we send.
+    chunk_size: ChunkSize,
     /// The connection's cancellation (the pool's, usually).
     cancel: Option<CancellationToken>,
     /// Set by the driver when it has ended and dropped the socket.
@@ -649,15 +642,13 @@ impl<A, M> fmt::Display for Connection<A, M> {
 }
 
 impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
-    #[allow(clippy::too_many_arguments)]
     fn start(
         stream: BoxStream,
         io: ConnectionIo,
-        sender: ChunkCipher,
-        receiver: ChunkCipher,
-        pending: Vec<u8>,
+        cipher: SessionCipher,
+        received: &[u8],
         info: ConnectionInfo<M>,
-        piece: usize,
+        chunk_size: ChunkSize,
         opts: AcceptOptions,
     ) -> Self {
         let shared = Arc::new(Shared {
@@ -667,37 +658,14 @@ impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
             read_q: Queue::new(opts.incoming_message_queue_size),
             max_message_size: opts.max_message_size,
             budget: opts.message_budget,
-            piece,
+            chunk_size,
             cancel: opts.cancel.clone(),
             closed: AtomicBool::new(false),
             closed_notify: Notify::new(),
             handles: AtomicUsize::new(1),
             driver: std::sync::Mutex::new(None),
         });
-        // Both directions use the same key, with their own nonces.
-        let (key, send_nonce) = sender.into_parts();
-        let (_, receive_nonce) = receiver.into_parts();
-        let read = ReadSide {
-            nonce: receive_nonce,
-            busy: (!pending.is_empty()).then(|| {
-                Box::new(ReadBusy {
-                    buf: pending,
-                    ..ReadBusy::new(opts.max_message_size)
-                })
-            }),
-        };
-        let driver = Driver {
-            shared: shared.clone(),
-            cancelled: opts.cancel.map(|c| Box::pin(c.cancelled_owned())),
-            stream: Some(stream),
-            key,
-            read,
-            write: WriteSide {
-                nonce: send_nonce,
-                busy: None,
-            },
-            write_error: None,
-        };
+        let driver = Driver::new(shared.clone(), stream, cipher, received, opts.cancel);
         let handle = tokio::spawn(driver);
         *shared.driver.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         Connection { shared }
@@ -867,502 +835,5 @@ impl<A, M> Connection<A, M> {
             // Another close is under way, or the last handle is gone.
             None => self.closed().await,
         }
-    }
-}
-
-/// How many sealed bytes the write side gathers before one write call, so
-/// the kernel gets data while the rest is sealed.
-const BATCH: usize = 64 << 10;
-
-/// A bound on the steps of one poll. IO already yields when the task's
-/// coop budget runs out, so this only stops a long run of steps without
-/// IO (opening and handing out what one read brought); it is high because
-/// a task that yields often wakes the other workers for nothing (64 cost
-/// small messages ~10 % of their rate).
-const STEPS_PER_POLL: usize = 1024;
-
-/// The task that runs a connection: both sides of a hand-polled state
-/// machine, so that nothing but this struct lives across a wait. What only
-/// a busy side needs is boxed and dropped when the side goes idle.
-struct Driver<A: AppMessage, M> {
-    shared: Arc<Shared<A, M>>,
-    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
-    /// Dropped as soon as the connection ends.
-    stream: Option<BoxStream>,
-    /// The session key (both directions).
-    key: SessionKey,
-    read: ReadSide<A>,
-    write: WriteSide,
-    /// Why the write side failed, while the read side goes on.
-    write_error: Option<SocketError>,
-}
-
-impl<A: AppMessage, M> Drop for Driver<A, M> {
-    fn drop(&mut self) {
-        // Aborted (closed without flushing, or the last handle dropped), or
-        // dropped with the runtime.
-        self.finish(Some(SocketError::ConnectionClosed));
-    }
-}
-
-struct ReadSide<A> {
-    /// The nonce of the next chunk received.
-    nonce: Nonce,
-    /// Bytes under way; `None` when idle.
-    busy: Option<Box<ReadBusy<A>>>,
-}
-
-struct ReadBusy<A> {
-    decoder: MessageDecoder<A>,
-    /// Bytes read and not yet opened start at `pos`.
-    buf: Vec<u8>,
-    pos: usize,
-    /// Bytes the scheduler granted for the next read (0: none yet).
-    grant: usize,
-    ticket: Ticket,
-    /// What the next message holds of the message budget (given back
-    /// when dropped).
-    claim: Claim,
-}
-
-impl<A: AppMessage> ReadBusy<A> {
-    fn new(max_message_size: usize) -> Self {
-        ReadBusy {
-            decoder: MessageDecoder::with_max_message_size(max_message_size),
-            buf: Vec::new(),
-            pos: 0,
-            grant: 0,
-            ticket: Ticket::default(),
-            claim: Claim::None,
-        }
-    }
-}
-
-struct WriteSide {
-    /// The nonce of the next chunk sent.
-    nonce: Nonce,
-    /// Messages under way; `None` when idle.
-    busy: Option<Box<WriteBusy>>,
-}
-
-#[derive(Default)]
-struct WriteBusy {
-    /// Sealed chunks, written up to `written`.
-    out: Vec<u8>,
-    written: usize,
-    /// The message being sealed and how much of it is.
-    item: Option<(WriteItem, usize)>,
-    /// The plaintext of a chunk being filled with the ends of messages
-    /// (see [`WriteSide::step`]).
-    partial: Vec<u8>,
-    /// `write_sync` callers whose messages are all in `out`.
-    done: Vec<oneshot::Sender<Result<(), SocketError>>>,
-    grant: usize,
-    ticket: Ticket,
-}
-
-/// What one step of a side did.
-enum Step {
-    /// Moved on: there may be more to do at once.
-    Progress,
-    /// Waits for a wake-up (registered).
-    Blocked,
-}
-
-impl<A: AppMessage, M> Future for Driver<A, M> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        if let Some(Poll::Ready(())) = this.cancelled.as_mut().map(|c| c.as_mut().poll(cx)) {
-            this.finish(Some(SocketError::ConnectionClosed));
-            return Poll::Ready(());
-        }
-        let Some(stream) = this.stream.as_mut() else {
-            return Poll::Ready(());
-        };
-        let shared = &*this.shared;
-        // A side that is blocked has registered its wake-up; neither side
-        // can unblock the other, so only a side still moving is stepped
-        // again in this poll. A side that failed writes no more.
-        let (mut write_blocked, mut read_blocked) = (this.write_error.is_some(), false);
-        for _ in 0..STEPS_PER_POLL {
-            if !write_blocked {
-                match this.write.step(cx, stream, &this.key, shared) {
-                    Ok(Some(step)) => write_blocked = matches!(step, Step::Blocked),
-                    Ok(None) => {
-                        // A flushing close is done.
-                        this.finish(None);
-                        return Poll::Ready(());
-                    }
-                    Err(e) if !e.is_socket_failure() => {
-                        // Not the socket's: the connection is unusable.
-                        this.finish(Some(e));
-                        return Poll::Ready(());
-                    }
-                    Err(e) => {
-                        // The socket failed: the peer is gone (it reset
-                        // the connection, say, after its last messages).
-                        // What it sent before is still to be read (the
-                        // kernel keeps it), so the read side goes on until
-                        // it meets the end itself, which a dead socket
-                        // gives it after that.
-                        debug!(peer = %shared.info.peer_id, error = %e, "write side fails");
-                        Self::fail_writes(&mut this.write, shared, &e);
-                        this.write_error = Some(e);
-                        write_blocked = true;
-                    }
-                }
-            }
-            if !read_blocked {
-                match this.read.step(cx, stream, &this.key, shared) {
-                    Ok(step) => read_blocked = matches!(step, Step::Blocked),
-                    Err(e) => {
-                        // A plain end after a failed write: the write's
-                        // error says more.
-                        let e = match (e, this.write_error.take()) {
-                            (SocketError::ConnectionClosed, Some(w)) => w,
-                            (e, _) => e,
-                        };
-                        this.finish(Some(e));
-                        return Poll::Ready(());
-                    }
-                }
-            }
-            if write_blocked && read_blocked {
-                return Poll::Pending;
-            }
-        }
-        // Busy: let the worker's other tasks run, and come back.
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
-impl<A: AppMessage, M> Driver<A, M> {
-    /// Ends the connection, once: with `error`, what is pending fails and
-    /// the reader gets the error; without (a flushing close), it is done.
-    fn finish(&mut self, error: Option<SocketError>) {
-        if self.stream.take().is_none() {
-            return;
-        }
-        let shared = &*self.shared;
-        if let Some(mut busy) = self.read.busy.take() {
-            shared.io.forget_read(&mut busy.ticket);
-        }
-        let failed = error.clone().unwrap_or(SocketError::ConnectionClosed);
-        Self::fail_writes(&mut self.write, shared, &failed);
-        if let Some(e) = error {
-            debug!(peer = %shared.info.peer_id, error = %e, "connection ends");
-            let _ = shared.read_q.force_push(Err(e));
-        }
-        shared.closed.store(true, Ordering::Release);
-        shared.closed_notify.notify_waiters();
-        shared.read_q.close();
-    }
-
-    /// Ends the write side: what is being written fails with `failed`,
-    /// what is queued with [`SocketError::ConnectionClosed`], and the queue
-    /// takes no more.
-    fn fail_writes(write: &mut WriteSide, shared: &Shared<A, M>, failed: &SocketError) {
-        let mut unsent = None;
-        if let Some(mut busy) = write.busy.take() {
-            shared.io.forget_write(&mut busy.ticket);
-            for d in busy.done.drain(..) {
-                let _ = d.send(Err(failed.clone()));
-            }
-            unsent = busy.item.take().map(|(item, _)| item);
-        }
-        let queued = shared.write_q.close_and_take().into_iter().map(|(i, _)| i);
-        for item in unsent.into_iter().chain(queued) {
-            if let Some(d) = item.done {
-                let _ = d.send(Err(SocketError::ConnectionClosed));
-            }
-        }
-    }
-}
-
-impl WriteSide {
-    /// Writes what is sealed, or seals more. `Ok(None)`: the queue is
-    /// closed and drained and the socket shut down (a flushing close).
-    fn step<A, M>(
-        &mut self,
-        cx: &mut Context<'_>,
-        stream: &mut BoxStream,
-        key: &SessionKey,
-        shared: &Shared<A, M>,
-    ) -> Result<Option<Step>, SocketError> {
-        let io = &shared.io;
-        let queue = &shared.write_q;
-        let Some(busy) = &mut self.busy else {
-            return match queue.poll_pop(cx) {
-                Poll::Ready(Some(item)) => {
-                    self.busy = Some(Box::new(WriteBusy {
-                        item: Some((item, 0)),
-                        ..WriteBusy::default()
-                    }));
-                    Ok(Some(Step::Progress))
-                }
-                Poll::Ready(None) => match Pin::new(&mut *stream).poll_shutdown(cx) {
-                    Poll::Ready(_) => Ok(None),
-                    Poll::Pending => Ok(Some(Step::Blocked)),
-                },
-                Poll::Pending => Ok(Some(Step::Blocked)),
-            };
-        };
-        if busy.written < busy.out.len() {
-            let want = busy.out.len() - busy.written;
-            if busy.grant == 0 {
-                match io.poll_reserve_write(cx, &mut busy.ticket, want) {
-                    Poll::Ready(n) => busy.grant = n.clamp(1, want),
-                    Poll::Pending => return Ok(Some(Step::Blocked)),
-                }
-            }
-            let to = busy.written + busy.grant.min(want);
-            let n = match Pin::new(&mut *stream).poll_write(cx, &busy.out[busy.written..to]) {
-                Poll::Ready(r) => r.map_err(SocketError::from_io)?,
-                Poll::Pending => return Ok(Some(Step::Blocked)),
-            };
-            if n == 0 {
-                return Err(SocketError::ConnectionClosed);
-            }
-            io.record_write(n);
-            busy.grant = 0;
-            busy.written += n;
-            return Ok(Some(Step::Progress));
-        }
-        if !busy.out.is_empty() || !busy.done.is_empty() {
-            // All written: make sure it left, then tell `write_sync`.
-            match Pin::new(&mut *stream).poll_flush(cx) {
-                Poll::Ready(r) => r.map_err(SocketError::from_io)?,
-                Poll::Pending => return Ok(Some(Step::Blocked)),
-            }
-            busy.out.clear();
-            busy.written = 0;
-            for d in busy.done.drain(..) {
-                let _ = d.send(Ok(()));
-            }
-        }
-        // Seal a batch, gathering the messages queued meanwhile. A message
-        // is sealed in full chunks straight from its bytes; what is left
-        // of it (or a whole small message) goes into a chunk shared with
-        // the messages queued behind it, which is sealed once full or at
-        // the end of the batch. Receivers reassemble messages from the
-        // decrypted stream, whatever the chunk boundaries (wire spec §5.5;
-        // Octez's reader keeps the leftover of a chunk for the next
-        // message), and small messages then cost one chunk's crypto per
-        // batch rather than one each.
-        let piece = shared.piece;
-        while busy.out.len() < BATCH {
-            let Some((item, at)) = &mut busy.item else {
-                match queue.try_pop() {
-                    Some(item) => {
-                        busy.item = Some((item, 0));
-                        continue;
-                    }
-                    None => break,
-                }
-            };
-            let rest = &item.bytes[*at..];
-            if busy.partial.is_empty() && rest.len() >= piece {
-                key.seal_chunk(&mut self.nonce, &rest[..piece], &mut busy.out)
-                    .map_err(SocketError::from_crypto)?;
-                *at += piece;
-            } else {
-                let n = rest.len().min(piece - busy.partial.len());
-                busy.partial.extend_from_slice(&rest[..n]);
-                *at += n;
-                if busy.partial.len() == piece {
-                    key.seal_chunk(&mut self.nonce, &busy.partial, &mut busy.out)
-                        .map_err(SocketError::from_crypto)?;
-                    busy.partial.clear();
-                }
-            }
-            if *at == item.bytes.len() {
-                if let Some((item, _)) = busy.item.take() {
-                    busy.done.extend(item.done);
-                }
-            }
-        }
-        if !busy.partial.is_empty() {
-            // Everything taken goes out with this batch.
-            key.seal_chunk(&mut self.nonce, &busy.partial, &mut busy.out)
-                .map_err(SocketError::from_crypto)?;
-            busy.partial.clear();
-        }
-        if busy.out.is_empty() && busy.done.is_empty() {
-            // Nothing left: an idle connection keeps no write state.
-            self.busy = None;
-        }
-        Ok(Some(Step::Progress))
-    }
-}
-
-impl<A: AppMessage> ReadSide<A> {
-    /// Hands a decoded message to the read queue, opens a chunk, or
-    /// reads.
-    fn step<M>(
-        &mut self,
-        cx: &mut Context<'_>,
-        stream: &mut BoxStream,
-        key: &SessionKey,
-        shared: &Shared<A, M>,
-    ) -> Result<Step, SocketError> {
-        let io = &shared.io;
-        if let Some(busy) = &mut self.busy {
-            // 1. A whole message: into the read queue once there is room (a
-            //    full queue stops the reading: back-pressure down to TCP).
-            if let Some(size) = busy.decoder.next_size().map_err(SocketError::Decoding)? {
-                // Whole: no longer a partial message. (Its bytes are held
-                // until there is room in the read queue, whose bound then
-                // counts them.)
-                let reserved = std::mem::take(&mut busy.claim).is_held();
-                let queue = &shared.read_q;
-                let cost = queue.cost(size);
-                match queue.poll_room(cx, cost) {
-                    Poll::Ready(Ok(())) => {}
-                    Poll::Ready(Err(_)) => return Err(SocketError::ConnectionClosed),
-                    Poll::Pending => return Ok(Step::Blocked),
-                }
-                // `next_size` saw the whole message: `None` cannot happen.
-                let msg = busy
-                    .decoder
-                    .next()
-                    .map_err(SocketError::Decoding)?
-                    .ok_or(SocketError::Decoding(DecodeError::NotEnoughData))?;
-                queue
-                    .push_reserved(Ok(msg), cost)
-                    .map_err(|_| SocketError::ConnectionClosed)?;
-                if reserved {
-                    // The room made for it goes back with the budget.
-                    busy.decoder.shrink(UNBUDGETED);
-                }
-                return Ok(Step::Progress);
-            }
-            // 2. A whole chunk: open it.
-            let avail = &mut busy.buf[busy.pos..];
-            if let Some(&[a, b]) = avail.get(..HEADER_LEN) {
-                let body = chunk_body_len([a, b]).map_err(SocketError::from_crypto)?;
-                if let Some(chunk) = avail.get_mut(HEADER_LEN..HEADER_LEN + body) {
-                    let pt = key
-                        .open_chunk(&mut self.nonce, chunk)
-                        .map_err(SocketError::from_crypto)?;
-                    busy.decoder.feed(pt);
-                    busy.pos += HEADER_LEN + body;
-                    return Ok(Step::Progress);
-                }
-            }
-            busy.buf.drain(..busy.pos);
-            busy.pos = 0;
-            // 3. A message larger than a chunk takes its room in the
-            //    message budget before more of it is read; while the
-            //    budget is short, the connection reads nothing (the peer
-            //    is held back by TCP) and keeps no read buffer.
-            if let Some(budget) = &shared.budget {
-                if !busy.claim.is_held() {
-                    let announced = busy
-                        .decoder
-                        .next_announced_size()
-                        .map_err(SocketError::Decoding)?;
-                    if let Some(total) = announced.filter(|&t| t > UNBUDGETED) {
-                        match budget.poll_reserve(cx, &mut busy.claim, total) {
-                            Poll::Ready(()) => busy.decoder.reserve_next(MAX_CHUNK_PLAINTEXT),
-                            Poll::Pending => {
-                                if busy.buf.is_empty() {
-                                    busy.buf = Vec::new();
-                                }
-                                return Ok(Step::Blocked);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        // 4. Read: at least the rest of the chunk under way, so a large
-        //    chunk takes one read rather than several; an idle connection
-        //    reads into a stack buffer that lives only during this poll.
-        let want = match &self.busy {
-            Some(busy) if busy.buf.capacity() > 0 => {
-                let rest_of_chunk = match busy.buf.get(..HEADER_LEN) {
-                    Some(&[a, b]) => (HEADER_LEN + usize::from(u16::from_be_bytes([a, b])))
-                        .saturating_sub(busy.buf.len()),
-                    _ => 0,
-                };
-                io.read_buffer_size().max(HEADER_LEN).max(rest_of_chunk)
-            }
-            _ => IDLE_READ,
-        };
-        let grant = match &mut self.busy {
-            Some(busy) if busy.grant > 0 => busy.grant,
-            Some(busy) => match io.poll_reserve_read(cx, &mut busy.ticket, want) {
-                Poll::Ready(n) => {
-                    busy.grant = n.clamp(1, want);
-                    busy.grant
-                }
-                Poll::Pending => return Ok(Step::Blocked),
-            },
-            None => {
-                // Idle: a grant or a place in line (only with a download
-                // cap) is kept in a busy state.
-                let mut ticket = Ticket::default();
-                match io.poll_reserve_read(cx, &mut ticket, want) {
-                    Poll::Ready(n) => n.clamp(1, want),
-                    Poll::Pending => {
-                        let busy = Box::new(ReadBusy {
-                            ticket,
-                            ..ReadBusy::new(shared.max_message_size)
-                        });
-                        self.busy = Some(busy);
-                        return Ok(Step::Blocked);
-                    }
-                }
-            }
-        };
-        let want = want.min(grant);
-        let read = match &mut self.busy {
-            Some(busy) if busy.buf.capacity() > 0 => {
-                busy.buf.reserve(want);
-                let limited = &mut (&mut busy.buf).limit(want);
-                match poll_read_buf(Pin::new(&mut *stream), cx, limited) {
-                    Poll::Ready(r) => r,
-                    Poll::Pending => {
-                        if busy.buf.is_empty() {
-                            // Nothing under way: give the buffers back.
-                            // (A grant not used is taken back by the
-                            // next reservation.)
-                            if busy.decoder.buffered() == 0 {
-                                self.busy = None;
-                            } else {
-                                busy.buf = Vec::new();
-                            }
-                        }
-                        return Ok(Step::Blocked);
-                    }
-                }
-            }
-            _ => {
-                let mut small = [0u8; IDLE_READ];
-                let mut rb = ReadBuf::new(&mut small[..want]);
-                match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
-                    Poll::Ready(r) => r.map(|()| {
-                        let busy = self.busy.get_or_insert_with(|| {
-                            Box::new(ReadBusy::new(shared.max_message_size))
-                        });
-                        busy.buf.extend_from_slice(rb.filled());
-                        rb.filled().len()
-                    }),
-                    Poll::Pending => return Ok(Step::Blocked),
-                }
-            }
-        };
-        let n = read.map_err(SocketError::from_io)?;
-        if n == 0 {
-            return Err(SocketError::ConnectionClosed);
-        }
-        io.record_read(n);
-        if let Some(busy) = &mut self.busy {
-            busy.grant = 0;
-        }
-        Ok(Step::Progress)
     }
 }
