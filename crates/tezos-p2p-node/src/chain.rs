@@ -252,9 +252,9 @@ impl Chain {
                         "peer_id": peer.to_string(),
                         "hash": h.hash.to_string(),
                         "level": h.level,
-                        "timestamp": tezos_p2p_shell::rfc3339(h.timestamp),
+                        "timestamp": crate::rpc::octez_protocol_time(h.timestamp),
                         "fitness": h.fitness,
-                        "received_at": tezos_p2p::events::rfc3339::format(h.received_at),
+                        "received_at": crate::rpc::octez_time(h.received_at),
                     })
                 })
                 .collect(),

@@ -275,6 +275,14 @@ impl<M: App> Node<M> {
                 M::on_connection(&node, conn);
             }
         });
+        // Octez counts a failed read of a connection's messages, that is
+        // each connection that ends under its reader.
+        let weak = Arc::downgrade(&node);
+        node.net.on_disconnection(move |_| {
+            if let Some(node) = weak.upgrade() {
+                inc(&node.counters.user_message_received_error);
+            }
+        });
         if let Some(chain) = &node.chain {
             let chain = Arc::downgrade(chain);
             node.net.on_disconnection(move |conn| {
@@ -312,19 +320,19 @@ impl<M: App> Node<M> {
     /// Counts `n` messages of kind `name` queued.
     fn sent(&self, name: &'static str, n: usize) {
         if n > 0 {
-            self.counters
-                .user_message_sent
-                .fetch_add(n as u64, Ordering::Relaxed);
             self.counters.kind(name, |k| k.sent += n as u64);
         }
     }
 
     /// Broadcasts `msg` to every running connection; returns to how many
-    /// it was queued.
+    /// it was queued. Counted as Octez does: once per connection in
+    /// `broadcast_message_sent`, not in `user_message_sent`.
     pub fn broadcast(&self, msg: &M) -> Result<usize, NetError> {
         let n = self.net.broadcast(msg, None, None)?;
-        inc(&self.counters.broadcast_message_sent);
-        self.sent(msg.name(), n);
+        self.counters
+            .broadcast_message_sent
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counters.kind(msg.name(), |k| k.sent += n as u64);
         Ok(n)
     }
 
@@ -335,15 +343,18 @@ impl<M: App> Node<M> {
             .find_connection_by_peer_id(peer)
             .ok_or(NetError::NotConnected)?;
         let name = msg.name();
-        self.net.send(&conn, msg).await?;
-        self.sent(name, 1);
-        Ok(())
+        let sent = self.net.send(&conn, msg).await;
+        // Octez counts every write, queued or not.
+        inc(&self.counters.user_message_sent);
+        self.sent(name, usize::from(sent.is_ok()));
+        sent
     }
 
     /// Queues `msg` on `conn` if there is room.
     pub fn try_send(&self, conn: &Conn<M>, msg: M) -> bool {
         let name = msg.name();
         let queued = conn.try_send(msg);
+        inc(&self.counters.user_message_sent);
         self.sent(name, usize::from(queued));
         queued
     }

@@ -232,7 +232,10 @@ pub async fn swarm(args: SwarmArgs) -> Result<()> {
         .sum();
     let broadcast_to: u64 = nodes
         .iter()
-        .map(|n| Counters::get(&n.counters.user_message_sent))
+        .map(|n| {
+            Counters::get(&n.counters.user_message_sent)
+                + Counters::get(&n.counters.broadcast_message_sent)
+        })
         .sum();
     let bytes: u64 = nodes.iter().map(|n| n.net.global_stat().total_sent).sum();
     let outside: Vec<String> = counts

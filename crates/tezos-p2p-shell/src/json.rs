@@ -19,7 +19,7 @@ pub(crate) mod hex_bytes {
     }
 }
 
-/// `Time.Protocol` timestamps: written as [`crate::rfc3339`]; read from an
+/// `Time.Protocol` timestamps: written as `crate::time::rfc3339`; read from an
 /// RFC 3339 string, a decimal string or a JSON integer.
 pub(crate) mod timestamp {
     use super::*;

@@ -64,7 +64,7 @@
 //! JSON of the message's fields, the object under the message in Octez's
 //! `P2p_message` JSON, without the name: hashes and chain ids as their
 //! Base58Check text, byte strings as hex, timestamps as RFC 3339 (see
-//! [`rfc3339`]), the Merkle path as the list of its steps ending with
+//! [`BlockHeader::timestamp_rfc3339`]), the Merkle path as the list of its steps ending with
 //! `{"case": "Op"}`, protocol texts as strings (`{"hex": …}` if not UTF-8),
 //! an absent interface omitted. Deserializing reads the same object and
 //! tells the message from its keys, as Octez's JSON union does;
@@ -84,7 +84,7 @@ pub mod hash;
 mod json;
 pub mod merkle;
 pub mod message;
-pub mod time;
+mod time;
 pub mod types;
 
 pub use fitness::Fitness;
@@ -94,7 +94,6 @@ pub use hash::{
 };
 pub use merkle::{operation_list_hash, operation_list_list_hash, MerklePath, PathStep};
 pub use message::ShellMessage;
-pub use time::{format_rfc3339, parse_timestamp, rfc3339};
 pub use types::{
     BlockHeader, BlockLocator, Component, Mempool, Operation, OperationsForBlock, Protocol,
 };

@@ -86,7 +86,7 @@ pub(crate) fn write_hash_list<H: AsRef<[u8]>>(hashes: &[H], out: &mut Vec<u8>) {
 /// protocol's bytes.
 ///
 /// Its JSON is Octez's: `level`, `proto`, `predecessor`, `timestamp` (RFC
-/// 3339, see [`crate::rfc3339`]), `validation_pass`, `operations_hash`,
+/// 3339, see [`BlockHeader::timestamp_rfc3339`]), `validation_pass`, `operations_hash`,
 /// `fitness`, `context`, `protocol_data` (hex).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BlockHeader {
@@ -168,7 +168,9 @@ impl BlockHeader {
         BlockHash::from_bytes(blake2b_256(&self.to_bytes()))
     }
 
-    /// The timestamp as Octez writes it in JSON ([`crate::rfc3339`]).
+    /// The timestamp as Octez writes it in JSON (`Time.Protocol`):
+    /// `YYYY-MM-DDTHH:MM:SSZ` between years 0 and 9999 (Ptime's range),
+    /// the decimal number of seconds otherwise.
     pub fn timestamp_rfc3339(&self) -> String {
         crate::time::rfc3339(self.timestamp)
     }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
-use tezos_p2p_shell::{format_rfc3339, BlockHeader, BlockLocator, ProtocolHash, ShellMessage};
+use tezos_p2p_shell::{BlockHeader, BlockLocator, ProtocolHash, ShellMessage};
 use tezos_p2p_wire::encoding::DecodeError;
 use tezos_p2p_wire::message::{AppMessage, MessageDecoder, P2pMessage};
 
@@ -126,7 +126,9 @@ fn derived_only(v: &Value, count: &mut usize) -> Option<Value> {
 fn header_derived(h: &BlockHeader) -> Value {
     json!({
         "derived_hash": h.hash(),
-        "derived_timestamp_rfc3339": format_rfc3339(h.timestamp),
+        // RFC 3339 within Ptime's range (years 0-9999), else null.
+        "derived_timestamp_rfc3339": Some(h.timestamp_rfc3339())
+            .filter(|t| t.parse::<i64>().is_err()),
     })
 }
 

@@ -1,197 +1,210 @@
-//! `/metrics`: Prometheus text with Octez's names.
+//! `/metrics`: the pool's metrics ([`tezos_p2p::metrics`]) and the node's
+//! counters in one [`prometheus_client`] registry, in the Prometheus text
+//! format (0.0.4) or, when the `Accept` header prefers it, in OpenMetrics.
+//!
+//! The node's counters, read at every scrape from [`Counters`]: Octez's
+//! `P2p_metrics` (names, help texts and what they count):
+//!
+//! * `octez_p2p_messages_user_message_sent`: `send` and `try_send` calls
+//!   (Octez's `P2p_conn.write`, `write_now`), whether or not the message
+//!   is queued;
+//! * `octez_p2p_messages_broadcast_message_sent`: one per connection a
+//!   broadcast is queued on (Octez's `write_encoded_now`, one per
+//!   connection); broadcasts are not in `user_message_sent`, as in Octez;
+//! * `octez_p2p_messages_user_message_received`: application messages
+//!   received;
+//! * `octez_p2p_messages_user_message_received_error`: reads of a
+//!   connection's messages that fail, that is connections ending under
+//!   the application (Octez's `P2p_conn.read` failing on the closed pipe);
+//! * `octez_p2p_messages_{advertise,bootstrap}_{sent,received}`,
+//!   `octez_p2p_messages_swap_{requests,ack}_{sent,received}`,
+//!   `octez_p2p_swap_{ignored,success,fail}`: from the pool's events.
+//!
+//! and the node's own: `tezos_p2p_node_messages_{received,sent}` by `kind`
+//! (Octez's case title) and `tezos_p2p_node_user_message_received_bytes`.
+//!
+//! Every counter's samples end in `_total` (`prometheus_client` follows
+//! OpenMetrics): `octez_p2p_messages_user_message_sent_total` where Octez
+//! writes `octez_p2p_messages_user_message_sent`.
+
+use std::sync::Weak;
+
+use axum::http::HeaderMap;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use super::*;
 
-/// Prometheus text exposition with Octez's `octez_p2p_*` names.
-pub fn metrics_text<M: App>(node: &Node<M>) -> String {
-    let c = &node.counters;
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP octez_p2p_{name} {help}");
-        let _ = writeln!(out, "# TYPE octez_p2p_{name} {kind}");
-        let _ = writeln!(out, "octez_p2p_{name} {v}");
-    };
-    for (name, help, counter) in [
-        (
-            "messages_broadcast_message_sent",
-            "Broadcasts made",
-            &c.broadcast_message_sent,
-        ),
-        (
-            "messages_user_message_sent",
-            "Application messages sent",
-            &c.user_message_sent,
-        ),
-        (
-            "messages_user_message_received",
-            "Application messages received",
-            &c.user_message_received,
-        ),
-        (
-            "messages_user_message_received_error",
-            "Application messages that failed to decode",
-            &c.user_message_received_error,
-        ),
-        (
-            "messages_advertise_received",
-            "Advertise messages received",
-            &c.advertise_received,
-        ),
-        (
-            "messages_advertise_sent",
-            "Advertise messages sent",
-            &c.advertise_sent,
-        ),
-        (
-            "messages_bootstrap_received",
-            "Bootstrap messages received",
-            &c.bootstrap_received,
-        ),
-        (
-            "messages_bootstrap_sent",
-            "Bootstrap messages sent",
-            &c.bootstrap_sent,
-        ),
-        (
-            "messages_swap_requests_sent",
-            "Swap requests sent",
-            &c.swap_requests_sent,
-        ),
-        (
-            "messages_swap_requests_received",
-            "Swap requests received",
-            &c.swap_requests_received,
-        ),
-        ("messages_swap_ack_sent", "Swap acks sent", &c.swap_ack_sent),
-        (
-            "messages_swap_ack_received",
-            "Swap acks received",
-            &c.swap_ack_received,
-        ),
-        ("swap_ignored", "Swap requests ignored", &c.swap_ignored),
-        ("swap_success", "Successful swaps", &c.swap_success),
-        ("swap_fail", "Failed swaps", &c.swap_fail),
-    ] {
-        metric(name, "counter", help, Counters::get(counter));
-    }
-    let conns = node.net.connections();
-    let incoming = conns.iter().filter(|c| c.info().incoming).count() as u64;
-    let private = conns.iter().filter(|c| c.info().private_node).count() as u64;
-    let now = node.net.now();
-    let (peers, points) = node.net.with_tables(|t| {
-        let mut peers = [0u64; 3];
-        for p in t.known_peers.values() {
-            peers[match p.state {
-                PeerState::Accepted { .. } => 0,
-                PeerState::Running { .. } => 1,
-                PeerState::Disconnected => 2,
-            }] += 1;
-        }
-        let mut points = [0u64; 5];
-        for p in t.known_points.values() {
-            if p.trusted {
-                points[0] += 1;
-            }
-            if p.cannot_reconnect_yet(now) {
-                points[1] += 1;
-            }
-            match p.state {
-                PointState::Accepted { .. } => points[2] += 1,
-                PointState::Running { .. } => points[3] += 1,
-                PointState::Disconnected => points[4] += 1,
-                PointState::Requested => {}
-            }
-        }
-        (peers, points)
-    });
-    let stat = node.net.global_stat();
-    for (name, help, v) in [
-        (
-            "connections_active",
-            "Running connections",
-            conns.len() as u64,
-        ),
-        (
-            "connections_incoming",
-            "Running incoming connections",
-            incoming,
-        ),
-        (
-            "connections_outgoing",
-            "Running outgoing connections",
-            conns.len() as u64 - incoming,
-        ),
-        (
-            "connections_private",
-            "Running connections to private nodes",
-            private,
-        ),
-        ("peers_accepted", "Known peers in state accepted", peers[0]),
-        ("peers_running", "Known peers in state running", peers[1]),
-        (
-            "peers_disconnected",
-            "Known peers in state disconnected",
-            peers[2],
-        ),
-        ("points_trusted", "Trusted known points", points[0]),
-        (
-            "points_greylisted",
-            "Known points in reconnection back-off",
-            points[1],
-        ),
-        (
-            "points_accepted",
-            "Known points in state accepted",
-            points[2],
-        ),
-        ("points_running", "Known points in state running", points[3]),
-        (
-            "points_disconnected",
-            "Known points in state disconnected",
-            points[4],
-        ),
-        ("io_scheduler_total_sent", "Bytes sent", stat.total_sent),
-        ("io_scheduler_total_recv", "Bytes received", stat.total_recv),
-        (
-            "io_scheduler_current_inflow",
-            "Download rate (B/s)",
-            stat.current_inflow,
-        ),
-        (
-            "io_scheduler_current_outflow",
-            "Upload rate (B/s)",
-            stat.current_outflow,
-        ),
-    ] {
-        metric(name, "gauge", help, v);
-    }
-    // The node's own: application messages by kind (Octez's case title).
-    let kinds = c.kinds();
-    for (dir, help) in [
-        ("received", "Application messages received, by kind"),
-        ("sent", "Application messages queued for sending, by kind"),
-    ] {
-        let _ = writeln!(out, "# HELP tezos_p2p_node_messages_{dir}_total {help}");
-        let _ = writeln!(out, "# TYPE tezos_p2p_node_messages_{dir}_total counter");
-        for (kind, n) in &kinds {
-            let v = if dir == "sent" { n.sent } else { n.received };
-            let _ = writeln!(
-                out,
-                "tezos_p2p_node_messages_{dir}_total{{kind=\"{kind}\"}} {v}"
-            );
-        }
-    }
-    out
+/// The `Content-Type` of OpenMetrics text.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The node's registry: the pool's metrics and the node's counters, read
+/// at every scrape. It holds the node weakly.
+pub fn registry<M: App>(node: &Arc<Node<M>>) -> Registry {
+    let mut registry = Registry::default();
+    tezos_p2p::metrics::register(&node.net, &mut registry);
+    registry.register_collector(Box::new(NodeCollector {
+        node: Arc::downgrade(node),
+    }));
+    registry
 }
 
-pub(super) async fn metrics<M: App>(State(node): St<M>, q: Q) -> Res {
+struct NodeCollector<M: App> {
+    node: Weak<Node<M>>,
+}
+
+impl<M: App> std::fmt::Debug for NodeCollector<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCollector").finish_non_exhaustive()
+    }
+}
+
+impl<M: App> Collector for NodeCollector<M> {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let Some(node) = self.node.upgrade() else {
+            return Ok(());
+        };
+        let c = &node.counters;
+        for (name, help, counter) in [
+            (
+                "octez_p2p_messages_broadcast_message_sent",
+                "Number of user message sent by broadcasting",
+                &c.broadcast_message_sent,
+            ),
+            (
+                "octez_p2p_messages_user_message_sent",
+                "Number of user message sent",
+                &c.user_message_sent,
+            ),
+            (
+                "octez_p2p_messages_user_message_received",
+                "Number of user message received",
+                &c.user_message_received,
+            ),
+            (
+                "octez_p2p_messages_user_message_received_error",
+                "Number of user message received that resulted in error",
+                &c.user_message_received_error,
+            ),
+            (
+                "octez_p2p_messages_advertise_received",
+                "Number of advertise received",
+                &c.advertise_received,
+            ),
+            (
+                "octez_p2p_messages_advertise_sent",
+                "Number of advertise sent",
+                &c.advertise_sent,
+            ),
+            (
+                "octez_p2p_messages_bootstrap_received",
+                "Number of bootstrap received",
+                &c.bootstrap_received,
+            ),
+            (
+                "octez_p2p_messages_bootstrap_sent",
+                "Number of bootstrap sent",
+                &c.bootstrap_sent,
+            ),
+            (
+                "octez_p2p_messages_swap_requests_sent",
+                "Number of swap sent",
+                &c.swap_requests_sent,
+            ),
+            (
+                "octez_p2p_messages_swap_requests_received",
+                "Number of swap received",
+                &c.swap_requests_received,
+            ),
+            (
+                "octez_p2p_messages_swap_ack_sent",
+                "Number of swap acks sent",
+                &c.swap_ack_sent,
+            ),
+            (
+                "octez_p2p_messages_swap_ack_received",
+                "Number of swap acks received",
+                &c.swap_ack_received,
+            ),
+            (
+                "octez_p2p_swap_ignored",
+                "Number of ignored swap",
+                &c.swap_ignored,
+            ),
+            (
+                "octez_p2p_swap_success",
+                "Number of successful swap",
+                &c.swap_success,
+            ),
+            ("octez_p2p_swap_fail", "Number of failed swap", &c.swap_fail),
+            (
+                "tezos_p2p_node_user_message_received_bytes",
+                "Bytes of the application messages received",
+                &c.user_bytes_received,
+            ),
+        ] {
+            let v = ConstCounter::new(Counters::get(counter));
+            v.encode(e.encode_descriptor(name, help, None, v.metric_type())?)?;
+        }
+        let kinds = c.kinds();
+        for (dir, help) in [
+            ("received", "Application messages received, by kind"),
+            ("sent", "Application messages queued for sending, by kind"),
+        ] {
+            let name = format!("tezos_p2p_node_messages_{dir}");
+            let mut family = e.encode_descriptor(&name, help, None, MetricType::Counter)?;
+            for (kind, n) in &kinds {
+                let v = ConstCounter::new(if dir == "sent" { n.sent } else { n.received });
+                v.encode(family.encode_family(&[("kind", *kind)])?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `Accept` prefers OpenMetrics to the Prometheus text format:
+/// an `application/openmetrics-text` range with a non-zero quality at
+/// least that of `text/plain`.
+pub fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    let (mut om, mut plain) = (None::<f32>, None::<f32>);
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for range in value.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let slot = match media.as_str() {
+                "application/openmetrics-text" => &mut om,
+                "text/plain" => &mut plain,
+                _ => continue,
+            };
+            *slot = Some(slot.map_or(q, |s: f32| s.max(q)));
+        }
+    }
+    om.is_some_and(|om| om > 0.0 && om >= plain.unwrap_or(0.0))
+}
+
+/// The exposition of `registry` in the format `Accept` asks for, and its
+/// `Content-Type`.
+pub fn exposition(registry: &Registry, headers: &HeaderMap) -> (&'static str, String) {
+    let mut out = String::new();
+    if wants_openmetrics(headers) {
+        let _ = text::encode(&mut out, registry);
+        (OPENMETRICS, out)
+    } else {
+        let _ = prometheus_text::encode(&mut out, registry);
+        (prometheus_text::CONTENT_TYPE, out)
+    }
+}
+
+pub(super) async fn metrics(registry: Arc<Registry>, headers: HeaderMap, q: Q) -> Res {
     query(q, &[])?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        metrics_text(&node),
-    )
-        .into_response())
+    let (content_type, body) = exposition(&registry, &headers);
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

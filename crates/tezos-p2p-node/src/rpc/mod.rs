@@ -4,7 +4,6 @@
 //! [`metrics`]. This module holds what they share: errors, query and body
 //! parsing, and the router.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -18,9 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use tezos_p2p::events::rfc3339;
-use tezos_p2p::peers::{PeerInfo, PeerState};
-use tezos_p2p::points::PointState;
+use tezos_p2p::peers::PeerInfo;
 use tezos_p2p::scheduler::Stat;
 use tezos_p2p::socket::ConnectionInfo;
 use tezos_p2p::NetError;
@@ -33,7 +30,7 @@ use crate::node::{App, Counters, Node};
 
 mod chains;
 mod messages;
-mod metrics;
+pub mod metrics;
 mod network;
 
 type St<M> = State<Arc<Node<M>>>;
@@ -116,8 +113,37 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes, expected: &str) -> Resu
         .map_err(|e| ApiError::bad(format!("invalid JSON body: {e}; expected {expected}")))
 }
 
+/// A time as Octez writes it in JSON (`Time.System.encoding`:
+/// `Ptime.to_rfc3339 ~frac_s:3` with no time zone): UTC, milliseconds
+/// (truncated), and RFC 3339's unknown local offset `-00:00`, as in
+/// `2024-05-01T12:34:56.789-00:00`; clamped to years 0–9999 (Ptime's
+/// range).
+pub fn octez_time(t: SystemTime) -> String {
+    use std::time::UNIX_EPOCH;
+    let min = UNIX_EPOCH - Duration::from_secs(62_167_219_200);
+    let max = UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]-00:00"
+    );
+    time::OffsetDateTime::from(t.clamp(min, max))
+        .format(f)
+        .unwrap_or_default()
+}
+
+/// A block timestamp as Octez writes it in JSON (`Time.Protocol`:
+/// `Ptime.to_rfc3339 ~frac_s:0 ~tz_offset_s:0`, `2019-11-28T13:02:13Z`)
+/// between years 0 and 9999, the decimal number of seconds otherwise.
+pub fn octez_protocol_time(seconds: i64) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .and_then(|t| t.format(f).ok())
+        .unwrap_or_else(|| seconds.to_string())
+}
+
 fn time(t: SystemTime) -> Value {
-    Value::String(rfc3339::format(t))
+    Value::String(octez_time(t))
 }
 
 fn net_error(e: NetError) -> ApiError {
@@ -138,6 +164,7 @@ fn net_error(e: NetError) -> ApiError {
 
 /// The routes.
 pub fn router<M: App>(node: Arc<Node<M>>) -> Router {
+    let registry = Arc::new(metrics::registry(&node));
     Router::new()
         .route("/version", get(network::version::<M>))
         .route("/network/self", get(network::net_self::<M>))
@@ -186,7 +213,10 @@ pub fn router<M: App>(node: Arc<Node<M>>) -> Router {
         .route("/messages", get(messages::messages::<M>))
         .route("/messages/broadcast", post(messages::broadcast::<M>))
         .route("/messages/send/{peer_id}", post(messages::send::<M>))
-        .route("/metrics", get(metrics::metrics::<M>))
+        .route(
+            "/metrics",
+            get(move |headers, q| metrics::metrics(registry.clone(), headers, q)),
+        )
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(node)

@@ -45,9 +45,8 @@ pub(super) fn peer_info_json<M: App, P: tezos_p2p::peers::PeerMeta>(
     info: &PeerInfo<P>,
 ) -> Value {
     let conn = node.net.find_connection_by_peer_id(&info.peer_id);
-    let pair = |x: Option<(tezos_p2p::peers::ConnId, SystemTime)>| {
-        x.map(|(c, t)| json!([c, rfc3339::format(t)]))
-    };
+    let pair =
+        |x: Option<(tezos_p2p::peers::ConnId, SystemTime)>| x.map(|(c, t)| json!([c, time(t)]));
     let mut m = serde_json::Map::new();
     m.insert("score".into(), json!(info.score()));
     m.insert("trusted".into(), json!(info.trusted));

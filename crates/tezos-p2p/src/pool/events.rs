@@ -192,24 +192,35 @@ impl P2pEvent {
     }
 }
 
-/// RFC 3339 timestamps as in Octez's JSON (`Time.System.encoding`).
+/// RFC 3339 timestamps as in Octez's JSON (`Time.System.encoding`), on
+/// the `time` crate.
 ///
-/// Written as UTC with millisecond precision (`2024-05-01T12:34:56.789Z`,
-/// Octez writes 3 fractional digits too); read from any RFC 3339 text (any
-/// number of fraction digits, `Z`/`z` or a `±hh:mm` offset, `T`/`t`/space
-/// separator) or, like Octez, from a count of seconds since the epoch given
-/// as a JSON number or a decimal string.
-pub mod rfc3339 {
+/// Written as Octez writes them (`Ptime.to_rfc3339 ~frac_s:3` with no
+/// time zone): UTC with milliseconds, truncated, and RFC 3339's
+/// "unknown local offset" `-00:00` (`2024-05-01T12:34:56.789-00:00`).
+/// Read from any RFC 3339 text (any number of fraction digits, `Z`/`z` or
+/// a `±hh:mm` offset, any date-time separator) or, like Octez, from a
+/// count of seconds since the epoch given as a JSON number or a decimal
+/// string.
+pub(crate) mod rfc3339 {
     use std::fmt;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
+    use time::format_description::well_known::Rfc3339 as Rfc3339Format;
+    use time::macros::format_description;
+    use time::OffsetDateTime;
 
     /// The latest representable time: `9999-12-31T23:59:59.999999999Z`
     /// (Ptime's maximum, up to nanoseconds). Saturating additions stop here.
     pub fn max_time() -> SystemTime {
         UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999)
+    }
+
+    /// The earliest: `0000-01-01T00:00:00Z` (Ptime's minimum).
+    fn min_time() -> SystemTime {
+        UNIX_EPOCH - Duration::from_secs(62_167_219_200)
     }
 
     /// `t + d`, saturating at [`max_time`].
@@ -220,178 +231,31 @@ pub mod rfc3339 {
         }
     }
 
-    /// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian).
-    fn civil_from_days(z: i64) -> (i64, u32, u32) {
-        let z = z + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let y = yoe + era * 400;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        (if m <= 2 { y + 1 } else { y }, m, d)
-    }
-
-    /// (year, month, day) → days since 1970-01-01.
-    fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y.rem_euclid(400);
-        let m = i64::from(m);
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-
-    /// Seconds (floor) and nanoseconds since the epoch, negative for
-    /// pre-epoch times.
-    fn to_parts(t: SystemTime) -> (i64, u32) {
-        match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => (
-                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                d.subsec_nanos(),
-            ),
-            Err(e) => {
-                let d = e.duration();
-                let s = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-                if d.subsec_nanos() == 0 {
-                    (-s, 0)
-                } else {
-                    (-s - 1, 1_000_000_000 - d.subsec_nanos())
-                }
-            }
-        }
-    }
-
-    fn from_parts(secs: i64, nanos: u32) -> Option<SystemTime> {
-        if secs >= 0 {
-            UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
-        } else {
-            let back = Duration::new(secs.unsigned_abs(), 0);
-            UNIX_EPOCH
-                .checked_sub(back)?
-                .checked_add(Duration::new(0, nanos))
-        }
-    }
-
-    /// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (clamped to years 0–9999).
+    /// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmm-00:00` (clamped to years
+    /// 0–9999).
     pub fn format(t: SystemTime) -> String {
-        let (mut secs, mut nanos) = to_parts(t);
-        // Clamp to the RFC 3339 range 0000-01-01 .. 9999-12-31.
-        let min = days_from_civil(0, 1, 1) * 86_400;
-        let max = 253_402_300_799;
-        if secs < min {
-            secs = min;
-            nanos = 0;
-        } else if secs > max {
-            secs = max;
-            nanos = 999_999_999;
-        }
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-            sod / 3600,
-            (sod / 60) % 60,
-            sod % 60,
-            nanos / 1_000_000
-        )
-    }
-
-    fn digits(s: &[u8], at: usize, n: usize) -> Option<u32> {
-        let part = s.get(at..at + n)?;
-        let mut v = 0u32;
-        for &b in part {
-            if !b.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + u32::from(b - b'0');
-        }
-        Some(v)
-    }
-
-    fn days_in_month(y: i64, m: u32) -> u32 {
-        match m {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-            _ => 28,
-        }
+        let t = t.clamp(min_time(), max_time());
+        let t = OffsetDateTime::from(t);
+        let f = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]-00:00"
+        );
+        // Infallible: the year is within 0..=9999.
+        t.format(f).unwrap_or_default()
     }
 
     /// Parses an RFC 3339 timestamp; `None` if malformed or out of range.
-    /// A leap second (`:60`) is read as the last nanosecond of `:59`.
     pub fn parse(s: &str) -> Option<SystemTime> {
-        let b = s.as_bytes();
-        let y = i64::from(digits(b, 0, 4)?);
-        if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-            return None;
-        }
-        let mo = digits(b, 5, 2)?;
-        let d = digits(b, 8, 2)?;
-        if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
-            return None;
-        }
-        let h = digits(b, 11, 2)?;
-        if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
-            return None;
-        }
-        let mi = digits(b, 14, 2)?;
-        let mut sec = digits(b, 17, 2)?;
-        if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
-            return None;
-        }
-        if h > 23 || mi > 59 || sec > 60 {
-            return None;
-        }
-        let mut i = 19;
-        let mut nanos = 0u32;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let start = i;
-            let mut scale = 100_000_000u32;
-            while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-                nanos += u32::from(c - b'0') * scale;
-                scale /= 10;
-                i += 1;
-            }
-            if i == start {
-                return None;
-            }
-        }
-        if sec == 60 {
-            sec = 59;
-            nanos = 999_999_999;
-        }
-        let offset: i64 = match b.get(i)? {
-            b'Z' | b'z' if i + 1 == b.len() => 0,
-            sign @ (b'+' | b'-') if i + 6 == b.len() => {
-                let oh = i64::from(digits(b, i + 1, 2)?);
-                if b[i + 3] != b':' {
-                    return None;
-                }
-                let om = i64::from(digits(b, i + 4, 2)?);
-                if oh > 23 || om > 59 {
-                    return None;
-                }
-                let o = oh * 3600 + om * 60;
-                if *sign == b'-' {
-                    -o
-                } else {
-                    o
-                }
-            }
-            _ => return None,
-        };
-        let secs = days_from_civil(y, mo, d) * 86_400
-            + i64::from(h) * 3600
-            + i64::from(mi) * 60
-            + i64::from(sec)
-            - offset;
-        from_parts(secs, nanos)
+        let t = OffsetDateTime::parse(s, &Rfc3339Format).ok()?;
+        Some(SystemTime::from(t)).filter(|t| (min_time()..=max_time()).contains(t))
+    }
+
+    fn from_seconds(secs: i64) -> Option<SystemTime> {
+        let t = if secs >= 0 {
+            UNIX_EPOCH.checked_add(Duration::from_secs(secs.unsigned_abs()))
+        } else {
+            UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+        }?;
+        Some(t).filter(|t| (min_time()..=max_time()).contains(t))
     }
 
     /// Serde `serialize_with` helper.
@@ -419,9 +283,7 @@ pub mod rfc3339 {
         }
 
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<SystemTime, E> {
-            from_parts(v, 0)
-                .filter(|t| *t <= max_time())
-                .ok_or_else(|| E::custom("timestamp out of range"))
+            from_seconds(v).ok_or_else(|| E::custom("timestamp out of range"))
         }
 
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<SystemTime, E> {
@@ -639,12 +501,18 @@ mod tests {
         PeerId([b; 16])
     }
 
+    /// As `Ptime.to_rfc3339 ~frac_s:3` with no time zone: milliseconds,
+    /// truncated, and the unknown local offset `-00:00`.
     #[test]
-    fn rfc3339_formats_utc_with_milliseconds() {
+    fn rfc3339_formats_as_octez() {
         let t = UNIX_EPOCH + Duration::new(1_714_566_896, 789_654_321);
-        assert_eq!(format(t), "2024-05-01T12:34:56.789Z");
-        assert_eq!(format(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format(max_time()), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format(t), "2024-05-01T12:34:56.789-00:00");
+        assert_eq!(format(UNIX_EPOCH), "1970-01-01T00:00:00.000-00:00");
+        assert_eq!(format(max_time()), "9999-12-31T23:59:59.999-00:00");
+        let before = UNIX_EPOCH - Duration::from_millis(1);
+        assert_eq!(format(before), "1969-12-31T23:59:59.999-00:00");
+        let far = UNIX_EPOCH - Duration::from_secs(100_000_000_000);
+        assert_eq!(format(far), "0000-01-01T00:00:00.000-00:00");
     }
 
     #[test]
@@ -653,6 +521,7 @@ mod tests {
         assert_eq!(parse("2024-05-01T12:34:56Z"), Some(base));
         assert_eq!(parse("2024-05-01T12:34:56-00:00"), Some(base));
         assert_eq!(parse("2024-05-01T14:34:56+02:00"), Some(base));
+        assert_eq!(parse("2024-05-01 12:34:56Z"), Some(base));
         assert_eq!(
             parse("2024-05-01t12:34:56.5z"),
             Some(base + Duration::from_millis(500))

@@ -144,10 +144,16 @@ pub trait PeerMeta:
 
 impl PeerMeta for () {}
 
-/// Octez's shell peer metadata (`Peer_metadata.t`), kept as opaque JSON so
-/// that an Octez `peers.json` round-trips unchanged. The default is Octez's
-/// `Peer_metadata.empty ()` (all counters `"0"`), so files we write load in
-/// Octez too.
+/// Octez's shell peer metadata (`Peer_metadata.t`,
+/// `src/lib_p2p_services/peer_metadata.ml`), kept as opaque JSON so that
+/// an Octez `peers.json` round-trips unchanged. The default is Octez's
+/// `Peer_metadata.empty ()` in Octez's encoding (`peer_metadata.v1`: ten
+/// keys, every counter a `Data_encoding.z`, that is a decimal string, all
+/// `"0"`; each message-kind object with its eleven kinds, `checkpoint`,
+/// `protocol_branch` and `predecessor_header` included), so files we
+/// write load in Octez too. Metadata in Octez's legacy shape
+/// (`peer_metadata.legacy_v0`, eight kinds) is read as Octez reads it: the
+/// three newer kinds added as `"0"`.
 ///
 /// Every peer of the table has one, and nearly all of them are the
 /// default: that one is shared (one static JSON value), so that a peer
@@ -167,7 +173,8 @@ impl OctezPeerMetadata {
                 json!({
                     "branch": "0", "head": "0", "block_header": "0", "operations": "0",
                     "protocols": "0", "operation_hashes_for_block": "0",
-                    "operations_for_block": "0", "other": "0"
+                    "operations_for_block": "0", "checkpoint": "0",
+                    "protocol_branch": "0", "predecessor_header": "0", "other": "0"
                 })
             };
             json!({
@@ -198,8 +205,51 @@ impl OctezPeerMetadata {
         })
     }
 
-    /// Metadata with this JSON value.
-    pub fn new(value: serde_json::Value) -> Self {
+    /// Octez's message kinds of `peer_metadata.legacy_v0`.
+    const LEGACY_KINDS: [&'static str; 8] = [
+        "branch",
+        "head",
+        "block_header",
+        "operations",
+        "protocols",
+        "operation_hashes_for_block",
+        "operations_for_block",
+        "other",
+    ];
+
+    /// The kinds `peer_metadata.v1` added.
+    const NEW_KINDS: [&'static str; 3] = ["checkpoint", "protocol_branch", "predecessor_header"];
+
+    /// Reads the message-kind objects of Octez's legacy shape as Octez
+    /// does: an object with exactly the eight legacy kinds gets the three
+    /// newer ones as `"0"`.
+    fn upgrade_legacy(value: &mut serde_json::Value) {
+        let groups: [(&str, &[&str]); 2] = [
+            ("responses", &["sent", "failed", "received"]),
+            ("requests", &["sent", "received", "failed", "scheduled"]),
+        ];
+        for (group, fields) in groups {
+            for field in fields {
+                let Some(serde_json::Value::Object(m)) =
+                    value.get_mut(group).and_then(|g| g.get_mut(*field))
+                else {
+                    continue;
+                };
+                if m.len() == Self::LEGACY_KINDS.len()
+                    && Self::LEGACY_KINDS.iter().all(|k| m.contains_key(*k))
+                {
+                    for k in Self::NEW_KINDS {
+                        m.insert(k.into(), "0".into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Metadata with this JSON value (in Octez's legacy shape, upgraded as
+    /// Octez reads it).
+    pub fn new(mut value: serde_json::Value) -> Self {
+        Self::upgrade_legacy(&mut value);
         if &value == Self::empty() {
             OctezPeerMetadata(None)
         } else {
@@ -755,6 +805,143 @@ mod tests {
             PeerInfo::<OctezPeerMetadata>::new(pid(1), t(0)).score(),
             1.0
         );
+    }
+
+    #[test]
+    /// The default is Octez's `Peer_metadata.empty ()` in Octez's
+    /// `Peer_metadata.encoding` (`peer_metadata.v1`): its keys, and every
+    /// counter a `Data_encoding.z` (a decimal string).
+    fn octez_peer_metadata_has_octez_shape() {
+        let v = serde_json::to_value(OctezPeerMetadata::default()).unwrap();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let sorted = |k: &[&str]| -> Vec<String> {
+            let mut k: Vec<_> = k.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&v),
+            sorted(&[
+                "responses",
+                "requests",
+                "valid_blocks",
+                "old_heads",
+                "prevalidator_results",
+                "unactivated_chains",
+                "inactive_chains",
+                "future_blocks_advertised",
+                "unadvertised",
+                "advertisements",
+            ])
+        );
+        let kinds = sorted(&[
+            "branch",
+            "head",
+            "block_header",
+            "operations",
+            "protocols",
+            "operation_hashes_for_block",
+            "operations_for_block",
+            "checkpoint",
+            "protocol_branch",
+            "predecessor_header",
+            "other",
+        ]);
+        assert_eq!(
+            keys(&v["responses"]),
+            sorted(&["sent", "failed", "received", "unexpected", "outdated"])
+        );
+        for f in ["sent", "failed", "received"] {
+            assert_eq!(keys(&v["responses"][f]), kinds, "responses.{f}");
+        }
+        assert_eq!(
+            keys(&v["requests"]),
+            sorted(&["sent", "received", "failed", "scheduled"])
+        );
+        for f in ["sent", "received", "failed", "scheduled"] {
+            assert_eq!(keys(&v["requests"][f]), kinds, "requests.{f}");
+        }
+        assert_eq!(
+            keys(&v["prevalidator_results"]),
+            sorted(&[
+                "cannot_download",
+                "cannot_parse",
+                "refused_by_prefilter",
+                "refused_by_postfilter",
+                "applied",
+                "branch_delayed",
+                "branch_refused",
+                "refused",
+                "duplicate",
+                "outdated",
+            ])
+        );
+        assert_eq!(
+            keys(&v["unadvertised"]),
+            sorted(&["block", "operations", "protocol"])
+        );
+        assert_eq!(keys(&v["advertisements"]), sorted(&["sent", "received"]));
+        for f in ["sent", "received"] {
+            assert_eq!(keys(&v["advertisements"][f]), sorted(&["head", "branch"]));
+        }
+        // Every leaf is the string "0".
+        fn leaves(v: &serde_json::Value, n: &mut usize) {
+            match v {
+                serde_json::Value::Object(m) => m.values().for_each(|x| leaves(x, n)),
+                other => {
+                    assert_eq!(other, "0");
+                    *n += 1;
+                }
+            }
+        }
+        let mut n = 0;
+        leaves(&v, &mut n);
+        assert_eq!(n, 3 * 11 + 2 + 4 * 11 + 2 + 10 + 3 + 3 + 4);
+    }
+
+    #[test]
+    fn octez_peer_metadata_reads_the_legacy_shape_as_octez() {
+        let mut legacy = serde_json::to_value(OctezPeerMetadata::default()).unwrap();
+        for (group, field) in [("responses", "sent"), ("requests", "scheduled")] {
+            let m = legacy[group][field].as_object_mut().unwrap();
+            for k in ["checkpoint", "protocol_branch", "predecessor_header"] {
+                m.remove(k);
+            }
+        }
+        legacy["requests"]["scheduled"]["head"] = "7".into();
+        let m: OctezPeerMetadata = serde_json::from_value(legacy).unwrap();
+        let v = m.value();
+        assert_eq!(v["responses"]["sent"]["checkpoint"], "0");
+        assert_eq!(v["requests"]["scheduled"]["predecessor_header"], "0");
+        assert_eq!(v["requests"]["scheduled"]["head"], "7");
+        // Octez's `empty ()` in the legacy shape: the shared default.
+        let mut legacy = serde_json::to_value(OctezPeerMetadata::default()).unwrap();
+        for (group, fields) in [
+            ("responses", &["sent", "failed", "received"][..]),
+            ("requests", &["sent", "received", "failed", "scheduled"][..]),
+        ] {
+            for f in fields {
+                let m = legacy[group][*f].as_object_mut().unwrap();
+                for k in ["checkpoint", "protocol_branch", "predecessor_header"] {
+                    m.remove(k);
+                }
+            }
+        }
+        let m: OctezPeerMetadata = serde_json::from_value(legacy).unwrap();
+        assert!(m.0.is_none());
+        // Neither shape (ten kinds): kept as it is.
+        let mut other = serde_json::to_value(OctezPeerMetadata::default()).unwrap();
+        other["responses"]["failed"]
+            .as_object_mut()
+            .unwrap()
+            .remove("checkpoint");
+        let m: OctezPeerMetadata = serde_json::from_value(other.clone()).unwrap();
+        assert_ne!(m, OctezPeerMetadata::default());
+        assert_eq!(serde_json::to_value(&m).unwrap(), other);
     }
 
     #[test]
