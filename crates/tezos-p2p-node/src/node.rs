@@ -255,8 +255,8 @@ impl<M: App> Node<M> {
     pub async fn start(p: NodeParams) -> Result<Arc<Node<M>>, String> {
         let trusted_points = p.config.trusted_points.clone();
         let net: P2p<M> = Net::create(p.config, p.limits).await.map_err(|e| match e {
-            NetError::FailedToOpenListeningSocket { addr, reason } => {
-                format!("cannot listen on {addr}: {reason}")
+            NetError::FailedToOpenListeningSocket { addr, source, .. } => {
+                format!("cannot listen on {addr}: {source}")
             }
             e => format!("cannot create the pool: {e}"),
         })?;

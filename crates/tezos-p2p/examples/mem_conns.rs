@@ -396,11 +396,12 @@ fn pool_mode(n: usize, conc: usize) {
         config.transport = Transport::Tcp(TcpOptions::octez());
         config
     };
-    let limits = Limits {
-        max_connections: n + 100,
-        expected_connections: n + 100,
-        maintenance_idle_time: None,
-        ..Limits::default()
+    let limits = {
+        let mut limits = Limits::default();
+        limits.max_connections = n + 100;
+        limits.expected_connections = n + 100;
+        limits.maintenance_idle_time = None;
+        limits
     };
     let net: Net<RawMessage, OctezMetadata, ()> = rt.block_on(Net::create(config, limits)).unwrap();
     {

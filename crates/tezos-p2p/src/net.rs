@@ -20,7 +20,7 @@ use tezos_p2p_wire::version::NetworkVersion;
 
 use crate::pool::acl::Acl;
 use crate::pool::core::{periodic_jobs, Inner, Registrations};
-pub use crate::pool::core::{Config, NetError, PeerConnection, Triggers};
+pub use crate::pool::core::{Config, IoError, NetError, PeerConnection, Triggers};
 use crate::pool::events::P2pEvent;
 use crate::pool::limits::Limits;
 use crate::pool::peers::PeerMeta;

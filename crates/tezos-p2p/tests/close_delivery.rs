@@ -179,12 +179,13 @@ async fn a_failed_write_does_not_lose_what_the_peer_sent_before_it_went() {
 // The pool's recv and recv_any
 
 fn pool_limits() -> Limits {
-    Limits {
-        maintenance_idle_time: None,
-        min_connections: 0,
-        expected_connections: 5,
-        max_connections: 10,
-        ..Limits::default()
+    {
+        let mut limits = Limits::default();
+        limits.maintenance_idle_time = None;
+        limits.min_connections = 0;
+        limits.expected_connections = 5;
+        limits.max_connections = 10;
+        limits
     }
 }
 
@@ -373,10 +374,11 @@ async fn messages_before_garbage_reach_recv_any_and_the_peer_is_greylisted() {
 #[tokio::test(start_paused = true)]
 async fn undrained_connections_are_bounded_and_dropped_at_shutdown() {
     let mem = MemoryNetwork::new();
-    let limits = Limits {
-        max_connections: 3,
-        expected_connections: 3,
-        ..pool_limits()
+    let limits = {
+        let mut limits = pool_limits();
+        limits.max_connections = 3;
+        limits.expected_connections = 3;
+        limits
     };
     let net = pool(&mem, limits).await;
     let sched = IoScheduler::new(SchedulerConfig::default());

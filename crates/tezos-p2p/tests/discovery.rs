@@ -25,16 +25,17 @@ async fn five_nodes_find_each_other_by_discovery_alone() {
         .unwrap()
         .port();
     let discovery: SocketAddr = format!("127.255.255.255:{port}").parse().unwrap();
-    let limits = Limits {
-        min_connections: 4,
-        expected_connections: 4,
-        max_connections: 4,
-        maintenance_idle_time: Some(Duration::from_secs(1)),
+    let limits = {
+        let mut limits = Limits::default();
+        limits.min_connections = 4;
+        limits.expected_connections = 4;
+        limits.max_connections = 4;
+        limits.maintenance_idle_time = Some(Duration::from_secs(1));
         // A swap answered by a node still short of its mesh drops one of
         // its links, which then stays blocked for the 60 s disconnection
         // delay: the mesh would not be complete within the test's limit.
-        swap_linger: None,
-        ..Limits::default()
+        limits.swap_linger = None;
+        limits
     };
     let mut nets: Vec<TestNet> = Vec::new();
     for i in 0..5 {

@@ -38,13 +38,14 @@ fn identity(seed: u8) -> Arc<Identity> {
 /// Octez's incoming limits (20 in all, and our default per source); no
 /// maintenance, room for the honest peers' connections.
 fn limits() -> Limits {
-    Limits {
-        maintenance_idle_time: None,
-        min_connections: 0,
-        expected_connections: 20,
-        max_connections: 40,
-        backlog: 64,
-        ..Limits::default()
+    {
+        let mut limits = Limits::default();
+        limits.maintenance_idle_time = None;
+        limits.min_connections = 0;
+        limits.expected_connections = 20;
+        limits.max_connections = 40;
+        limits.backlog = 64;
+        limits
     }
 }
 
@@ -207,15 +208,11 @@ struct FloodOutcome {
 async fn flood(per_ip: usize, flooders: usize) -> FloodOutcome {
     let mem = MemoryNetwork::new();
     let target_ip = ip("10.0.0.1");
-    let target = node_with(
-        &mem,
-        target_ip,
-        1,
-        Limits {
-            max_incoming_connections_per_ip: per_ip,
-            ..limits()
-        },
-    )
+    let target = node_with(&mem, target_ip, 1, {
+        let mut limits = limits();
+        limits.max_incoming_connections_per_ip = per_ip;
+        limits
+    })
     .await;
     let to = Point::new(target_ip, PORT);
     let flood_ip = ip("10.66.0.1");

@@ -50,12 +50,13 @@ async fn node(mem: &MemoryNetwork, i: usize, limits: Limits, knows: &[usize]) ->
 }
 
 fn limits(min: usize, expected: usize, max: usize, idle: Option<Duration>) -> Limits {
-    Limits {
-        min_connections: min,
-        expected_connections: expected,
-        max_connections: max,
-        maintenance_idle_time: idle,
-        ..Limits::default()
+    {
+        let mut limits = Limits::default();
+        limits.min_connections = min;
+        limits.expected_connections = expected;
+        limits.max_connections = max;
+        limits.maintenance_idle_time = idle;
+        limits
     }
 }
 

@@ -19,13 +19,14 @@ const NODES: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_tcp_nodes_knowing_only_node_0_converge() {
-    let limits = Limits {
-        min_connections: 4,
-        expected_connections: 6,
-        max_connections: 8,
-        max_incoming_connections: 20,
-        maintenance_idle_time: Some(Duration::from_secs(1)),
-        ..Limits::default()
+    let limits = {
+        let mut limits = Limits::default();
+        limits.min_connections = 4;
+        limits.expected_connections = 6;
+        limits.max_connections = 8;
+        limits.max_incoming_connections = 20;
+        limits.maintenance_idle_time = Some(Duration::from_secs(1));
+        limits
     };
     let b = limits.bounds();
     let started = Instant::now();

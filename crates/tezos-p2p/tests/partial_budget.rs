@@ -53,14 +53,15 @@ async fn pool(mem: &MemoryNetwork, budget: usize) -> TestNet {
         config.seed = Some(1);
         config
     };
-    let limits = Limits {
-        maintenance_idle_time: None,
-        min_connections: 0,
-        expected_connections: 20,
-        max_connections: 40,
-        max_incoming_connections_per_ip: 20,
-        partial_message_budget: budget,
-        ..Limits::default()
+    let limits = {
+        let mut limits = Limits::default();
+        limits.maintenance_idle_time = None;
+        limits.min_connections = 0;
+        limits.expected_connections = 20;
+        limits.max_connections = 40;
+        limits.max_incoming_connections_per_ip = 20;
+        limits.partial_message_budget = budget;
+        limits
     };
     let net = Net::create(config, limits).await.unwrap();
     net.activate();

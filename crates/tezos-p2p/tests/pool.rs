@@ -66,14 +66,15 @@ fn ping() -> RawMessage {
 /// No maintenance (so the admission threshold is `max_connections`), room
 /// for many incoming handshakes.
 fn limits() -> Limits {
-    Limits {
-        maintenance_idle_time: None,
-        min_connections: 0,
-        expected_connections: 10,
-        max_connections: 20,
-        max_incoming_connections: 64,
-        backlog: 64,
-        ..Limits::default()
+    {
+        let mut limits = Limits::default();
+        limits.maintenance_idle_time = None;
+        limits.min_connections = 0;
+        limits.expected_connections = 10;
+        limits.max_connections = 20;
+        limits.max_incoming_connections = 64;
+        limits.backlog = 64;
+        limits
     }
 }
 
@@ -805,7 +806,7 @@ async fn connect_refuses_before_dialling_when_at_max_connections() {
     let mut cev = c.events();
     a.connect(point(2)).await.unwrap();
     let e = a.connect(point(3)).await.unwrap_err();
-    assert_eq!(e, NetError::TooManyConnections);
+    assert!(matches!(e, NetError::TooManyConnections), "{e:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         !drain_events(&mut cev)
@@ -826,7 +827,7 @@ async fn second_connect_to_a_point_is_connected_or_pending() {
     let b = node(&mem, 2).await;
     let (r1, r2) = tokio::join!(a.connect(point(2)), a.connect(point(2)));
     assert!(r1.is_ok());
-    assert_eq!(r2.unwrap_err(), NetError::PendingConnection(point(2)));
+    assert!(matches!(r2, Err(NetError::PendingConnection(p)) if p == point(2)));
     assert_eq!(
         a.connect(point(2)).await.unwrap_err(),
         NetError::Connected(point(2))

@@ -98,6 +98,7 @@ impl Default for AclConfig {
 
 /// An invalid [`AclConfig`], rejected by [`Acl::new`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AclError {
     /// `ip_greylist_size_in_kilobytes` is 0 or above 65535.
     #[error(

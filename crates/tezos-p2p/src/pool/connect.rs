@@ -84,10 +84,7 @@ where
             .tables
             .known_points
             .get_mut(&point)
-            .ok_or(NetError::ConnectionFailed {
-                point,
-                reason: "point table full".into(),
-            })?;
+            .ok_or(NetError::PointTableFull(point))?;
         if inner.config.private_mode && !info.trusted {
             return Err(NetError::PrivateMode(point));
         }
@@ -97,11 +94,11 @@ where
             }
             PointState::Running { .. } => Err(NetError::Connected(point)),
             PointState::Disconnected => {
-                info.set_requested(now)
-                    .map_err(|e| NetError::ConnectionFailed {
-                        point,
-                        reason: e.to_string(),
-                    })
+                info.set_requested(now).map_err(|e| {
+                    // Cannot happen from Disconnected.
+                    warn!(%point, error = %e, "dial: point out of step");
+                    NetError::PendingConnection(point)
+                })
             }
         }
     })();
@@ -117,7 +114,7 @@ where
             .await
             .map_err(|e| NetError::ConnectionFailed {
                 point,
-                reason: e.to_string(),
+                source: e.into(),
             });
         match stream {
             Ok(stream) => authenticate(inner, stream, point.to_socket_addr(), Some(point)).await,

@@ -135,19 +135,57 @@ impl<C> Config<C> {
     }
 }
 
+/// An IO error kept as the source of a [`NetError`]: shared, so that the
+/// error stays `Clone`, and compared by [`kind`](std::io::Error::kind).
+#[derive(Debug, Clone)]
+pub struct IoError(pub Arc<std::io::Error>);
+
+impl IoError {
+    /// The IO error itself.
+    pub fn get_ref(&self) -> &std::io::Error {
+        &self.0
+    }
+}
+
+impl From<std::io::Error> for IoError {
+    fn from(e: std::io::Error) -> Self {
+        IoError(Arc::new(e))
+    }
+}
+
+impl PartialEq for IoError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind()
+    }
+}
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 /// Errors of the pool, named after Octez's.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum NetError {
     /// The limits do not validate.
     #[error(transparent)]
     Limits(#[from] LimitsError),
     /// Cannot listen.
-    #[error("failed to open listening socket on {addr}: {reason}")]
+    #[error("failed to open listening socket on {addr}")]
     FailedToOpenListeningSocket {
         /// Where.
         addr: SocketAddr,
         /// Why.
-        reason: String,
+        #[source]
+        source: IoError,
     },
     /// The point's IP is banned or greylisted.
     #[error("point {0} is banned")]
@@ -168,13 +206,18 @@ pub enum NetError {
     #[error("already connected to {0}")]
     Connected(Point),
     /// The TCP connection failed.
-    #[error("connection to {point} failed: {reason}")]
+    #[error("connection to {point} failed")]
     ConnectionFailed {
         /// Where.
         point: Point,
         /// Why.
-        reason: String,
+        #[source]
+        source: IoError,
     },
+    /// The point table is full of points that cannot be forgotten (all
+    /// trusted or connected): the point cannot be registered.
+    #[error("point table full: cannot register {0}")]
+    PointTableFull(Point),
     /// The peer is not the one pinned for that point.
     #[error("identity check failure at {point}: expected {expected}, got {received}")]
     IdentityCheckFailure {
@@ -596,7 +639,7 @@ impl<A, C: ConnMeta, P: PeerMeta> Inner<A, C, P> {
                     .await
                     .map_err(|e| NetError::FailedToOpenListeningSocket {
                         addr,
-                        reason: e.to_string(),
+                        source: e.into(),
                     })?;
                 let port = l.local_addr().port();
                 (Some(l), Some(port))

@@ -15,6 +15,7 @@ use crate::pool::conn_id::ConnId;
 /// One pool-level event, as delivered to watchers and `/network/log`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum P2pEvent {
     /// Fewer than `min_connections` active connections (Octez tag 0).
     TooFewConnections,

@@ -16,6 +16,7 @@ use crate::socket::AcceptOptions;
 /// Octez's `P2p_limits`, with its defaults. Speeds are in bytes per second.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Limits {
     /// Whole outgoing attempt, handshake included.
     pub connection_timeout: Duration,
@@ -125,6 +126,7 @@ impl Default for Limits {
 
 /// A limit that makes no sense.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum LimitsError {
     /// A field out of its range.
     #[error("invalid limit {field}: {why}")]

@@ -63,6 +63,7 @@ impl PeerState {
 /// Kind of a peer event (`P2p_peer.Pool_event.kind`). JSON names are
 /// Octez's (`AcceptingRequest` is `"incoming_request"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum PeerEventKind {
     /// The handshake was admitted.
     #[serde(rename = "incoming_request")]
@@ -593,6 +594,7 @@ pub struct LoadOutcome<M> {
 
 /// Why the peers file could not be loaded.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PeersFileError {
     /// The file exists but could not be read.
     #[error("cannot read peers file {path}: {source}")]

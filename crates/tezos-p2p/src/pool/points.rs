@@ -134,6 +134,7 @@ pub struct Reconnection {
 /// Kind of a point event (`P2p_point.Pool_event.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(tag = "event_kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum PointEventKind {
     /// An outgoing attempt started.
     OutgoingRequest,

@@ -95,6 +95,7 @@ impl MyIdPoints {
 /// What the caller must do after an identity pin changed
 /// ([`Tables::set_expected_peer_id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExpectedIdAction {
     /// Nothing (unknown point, no connection, or the same peer).
     None,

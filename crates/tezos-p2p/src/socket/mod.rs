@@ -666,7 +666,9 @@ impl<A: AppMessage, M: ConnMeta> Connection<A, M> {
             driver: std::sync::Mutex::new(None),
         });
         let driver = Driver::new(shared.clone(), stream, cipher, received, opts.cancel);
-        let handle = tokio::spawn(driver);
+        // In the caller's span (the pool's connection span), so that the
+        // driver's lines say whose connection they are about.
+        let handle = tokio::spawn(tracing::Instrument::in_current_span(driver));
         *shared.driver.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         Connection { shared }
     }
