@@ -118,9 +118,9 @@ pub enum ExpectedIdAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegisterOutcome {
     /// The point was unknown and has been added: fire the `new_point`
-    /// trigger and log [`P2pEvent::NewPoint`].
+    /// trigger and log [`P2pEvent::NewPoint`](crate::pool::events::P2pEvent::NewPoint).
     pub is_new: bool,
-    /// Points removed by the GC that ran first (log [`P2pEvent::GcPoints`]
+    /// Points removed by the GC that ran first (log [`P2pEvent::GcPoints`](crate::pool::events::P2pEvent::GcPoints)
     /// when the GC ran, i.e. when `gc_ran`).
     pub gc_removed: usize,
     /// Whether the point GC ran.
@@ -133,11 +133,11 @@ pub struct RegisterOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegisterPeerOutcome {
     /// The peer was unknown and has been added: fire the `new_peer`
-    /// trigger and log [`P2pEvent::NewPeer`].
+    /// trigger and log [`P2pEvent::NewPeer`](crate::pool::events::P2pEvent::NewPeer).
     pub is_new: bool,
     /// Peers removed by the GC that ran first.
     pub gc_removed: usize,
-    /// Whether the peer GC ran (log [`P2pEvent::GcPeerIds`]).
+    /// Whether the peer GC ran (log [`P2pEvent::GcPeerIds`](crate::pool::events::P2pEvent::GcPeerIds)).
     pub gc_ran: bool,
 }
 
