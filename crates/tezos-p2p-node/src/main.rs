@@ -1,6 +1,10 @@
 //! `tezos-p2p-node`: an identity tool, a P2P node with Octez's RPC and
 //! metrics, and an in-process swarm demo.
 
+// The flags' doc comments are their `--help` text, written in Octez's
+// notation (`ADDR[:PORT]`, `[::]:9732`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod app;
 mod chain;
 mod config;
