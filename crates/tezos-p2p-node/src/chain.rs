@@ -252,9 +252,9 @@ impl Chain {
                         "peer_id": peer.to_string(),
                         "hash": h.hash.to_string(),
                         "level": h.level,
-                        "timestamp": crate::rpc::octez_protocol_time(h.timestamp),
+                        "timestamp": crate::octez_time::octez_protocol_time(h.timestamp),
                         "fitness": h.fitness,
-                        "received_at": crate::rpc::octez_time(h.received_at),
+                        "received_at": crate::octez_time::octez_time(h.received_at),
                     })
                 })
                 .collect(),

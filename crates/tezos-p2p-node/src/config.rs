@@ -949,7 +949,7 @@ impl Settings {
         }
         if let Some(kb) = self.binary_chunks_size {
             let bytes = kb.saturating_mul(1024);
-            tezos_p2p_wire::crypto::check_binary_chunks_size(bytes).map_err(|_| {
+            tezos_p2p_wire::chunk::check_binary_chunks_size(bytes).map_err(|_| {
                 usage!("invalid --binary-chunks-size {kb}: must be in 1..=63 kB (1024 bytes each)")
             })?;
             l.binary_chunks_size = Some(bytes);

@@ -13,6 +13,7 @@ mod memory;
 mod message;
 mod network;
 mod node;
+mod octez_time;
 mod rpc;
 mod swarm;
 

@@ -434,13 +434,10 @@ pub fn chunk_body_len(header: [u8; HEADER_LEN]) -> Result<usize, CryptoError> {
     Ok(n)
 }
 
-// The one validator of `binary_chunks_size` lives with the chunk writer;
-// these names stay here for the callers that import them from `crypto`.
-pub use crate::chunk::{check_binary_chunks_size, InvalidChunksSize};
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::check_binary_chunks_size;
     use proptest::prelude::*;
 
     fn key() -> SessionKey {
