@@ -91,6 +91,29 @@ pub const TAGS: [(u16, &str); 19] = [
 ///
 /// Its serde form is Octez's JSON of the message's fields, without the
 /// name (see the crate documentation).
+///
+/// ```
+/// use tezos_p2p_shell::{ChainId, ShellMessage};
+///
+/// // `Get_current_head` on mainnet: the u16 tag 0x0013, then the chain id
+/// // (on the wire, after the u32 size of what follows).
+/// let bytes = hex::decode("00137a06a770")?;
+/// let msg = ShellMessage::from_bytes(&bytes)?;
+/// let mainnet: ChainId = "NetXdQprcVkpaWU".parse()?;
+/// assert_eq!(msg, ShellMessage::GetCurrentHead(mainnet));
+/// assert_eq!((msg.tag(), msg.name()), (0x13, "Get_current_head"));
+/// assert_eq!(msg.chain_id(), Some(mainnet));
+///
+/// // Octez's JSON, and back.
+/// let json = msg.to_json();
+/// assert_eq!(json, serde_json::json!({ "get_current_head": "NetXdQprcVkpaWU" }));
+/// assert_eq!(ShellMessage::from_octez_json(&json)?, msg);
+///
+/// // Encoding gives the same bytes; a cut message does not decode.
+/// assert_eq!(msg.to_bytes()?, bytes);
+/// assert!(ShellMessage::from_bytes(&bytes[..4]).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ShellMessage {

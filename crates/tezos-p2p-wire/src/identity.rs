@@ -402,6 +402,36 @@ pub fn search_batch(
 }
 
 /// A node's identity: its key pair, peer id and proof-of-work stamp.
+///
+/// Generated with a stamp for a proof-of-work target (Octez's default
+/// level is 26, about 2^26 hashes; 0 for tests), and kept in Octez's
+/// `identity.json`, which reads back with Octez's checks:
+///
+/// ```
+/// use tezos_p2p_wire::identity::{Identity, IdentityError, PowSearch, PowTarget};
+///
+/// let target = PowTarget::new(4.0)?; // low: found at once
+/// let search = PowSearch {
+///     threads: 1,
+///     ..PowSearch::default()
+/// };
+/// let identity = Identity::generate(&target, &search, |_progress| {}).expect("not cancelled");
+/// assert!(identity.pow_level() >= 4);
+/// assert!(identity.peer_id.to_string().starts_with("id"));
+///
+/// // identity.json: peer_id, public_key, secret_key, proof_of_work_stamp.
+/// let json = identity.to_json();
+/// let read = Identity::from_json(&json, Some(&target))?;
+/// assert_eq!(read.peer_id, identity.peer_id);
+///
+/// // A node expecting more work refuses it.
+/// let demanding = PowTarget::new(64.0)?;
+/// assert!(matches!(
+///     Identity::from_json(&json, Some(&demanding)),
+///     Err(IdentityError::InsufficientPow { .. })
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Identity {
     /// The peer id, derived from the public key.

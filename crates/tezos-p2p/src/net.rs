@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -73,48 +73,131 @@ impl ConnectOptions {
 
 /// The pool of connections. Cheap to clone.
 ///
+/// `Net<A, C, P>`: `A` is the application's message type (any
+/// [`AppMessage`], tags from 0x10; [`RawMessage`](tezos_p2p_wire::message::RawMessage)
+/// keeps them as bytes), `C` the metadata sent in the handshake
+/// ([`OctezMetadata`](tezos_p2p_wire::message::OctezMetadata) for Octez's),
+/// `P` what the pool keeps per peer (`()` for nothing).
+/// [`create`](Net::create) it, [`activate`](Net::activate) it, then
+/// connect, send and receive. Here two pools on an in-memory network (a
+/// [`Transport::Memory`](crate::transport::Transport::Memory); the default
+/// is TCP):
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use tezos_p2p::limits::Limits;
+/// use tezos_p2p::transport::{MemoryNetwork, Transport};
+/// use tezos_p2p::wire::identity::{Identity, PowSearch, PowTarget};
+/// use tezos_p2p::wire::message::{OctezMetadata, RawMessage};
+/// use tezos_p2p::wire::point::Point;
+/// use tezos_p2p::wire::version::{ChainName, SupportedVersions};
+/// use tezos_p2p::{Config, Net, NetError};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let network = MemoryNetwork::new();
+/// let target = PowTarget::new(0.0).unwrap(); // no proof of work, for tests
+/// // A pool listening on `ip`, port 9732, of the in-memory network.
+/// let pool = |ip: [u8; 4]| {
+///     let identity = Identity::generate(&target, &PowSearch::default(), |_| {}).unwrap();
+///     let chain = SupportedVersions::octez(ChainName::from("SANDBOXED_TEZOS"));
+///     let mut config = Config::new(Arc::new(identity), chain)
+///         .listen((ip, 9732).into())
+///         .transport(Transport::Memory(network.with_local_ip(ip.into())));
+///     config.proof_of_work_target = target;
+///     Net::<RawMessage, OctezMetadata, ()>::create(config, Limits::default())
+/// };
+/// let a = pool([10, 0, 0, 1]).await?;
+/// let b = pool([10, 0, 0, 2]).await?;
+/// let to_b = Point::new([10, 0, 0, 2].into(), 9732);
+///
+/// // Nothing connects before `activate`.
+/// assert!(matches!(a.connect(to_b).await, Err(NetError::NotActivated)));
+/// a.activate();
+/// b.activate();
+///
+/// let conn = a.connect(to_b).await?;
+/// assert_eq!(conn.peer_id(), b.peer_id());
+/// let hello = RawMessage { tag: 0x10, body: b"hello".to_vec() };
+/// a.send(&conn, hello.clone()).await?;
+/// // B receives from any connection, and answers on that one.
+/// let (from, _size, msg) = b.recv_any().await;
+/// assert_eq!((from.peer_id(), msg), (a.peer_id(), hello));
+/// b.send(&from, RawMessage { tag: 0x11, body: vec![] }).await?;
+/// let (_size, answer) = a.recv(&conn).await?;
+/// assert_eq!(answer.tag, 0x11);
+///
+/// a.shutdown().await;
+/// b.shutdown().await;
+/// # Ok::<(), NetError>(())
+/// # }).unwrap();
+/// ```
+///
 /// The pool's tasks hold the pool, not a `Net`: when the last `Net` handle
 /// is dropped without [`shutdown`](Net::shutdown), every task, connection
 /// and socket of the pool still ends.
 pub struct Net<A, C, P> {
     pub(crate) inner: Arc<Inner<A, C, P>>,
-    _handle: Arc<CancelOnDrop>,
+    handle: Arc<Handle>,
 }
 
 impl<A, C, P> Clone for Net<A, C, P> {
     fn clone(&self) -> Self {
         Net {
             inner: Arc::clone(&self.inner),
-            _handle: Arc::clone(&self._handle),
+            handle: Arc::clone(&self.handle),
         }
     }
 }
 
-/// Cancels the pool when the last user handle goes.
-struct CancelOnDrop(CancellationToken);
+/// What the user handles share: whether [`Net::activate`] has run, and
+/// the pool's cancellation, fired when the last handle goes.
+struct Handle {
+    cancel: CancellationToken,
+    activated: AtomicBool,
+}
 
-impl Drop for CancelOnDrop {
+impl Drop for Handle {
     fn drop(&mut self) {
-        self.0.cancel();
+        self.cancel.cancel();
     }
 }
 
 impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     /// Validates the limits, builds the components, loads the peers file and
-    /// binds the listening socket. Nothing connects or accepts before
-    /// [`activate`](Self::activate). Must run inside a tokio runtime.
+    /// binds the listening socket (so [`listening_port`](Self::listening_port)
+    /// is known at once). Must run inside a tokio runtime.
+    ///
+    /// The pool is inert until [`activate`](Self::activate): it accepts no
+    /// connection, runs no job and no maintenance, and
+    /// [`connect`](Self::connect) fails at once with
+    /// [`NetError::NotActivated`]. That is the time to register the hooks
+    /// ([`on_new_connection`](Self::on_new_connection),
+    /// [`on_disconnection`](Self::on_disconnection)) so that they see every
+    /// connection.
+    ///
+    /// The listening socket is bound here, as Octez binds it at creation: a
+    /// peer that dials a pool not yet activated is connected by the system
+    /// but gets no handshake, and its attempt ends with its own timeout
+    /// ([`NetError::Timeout`] after `connection_timeout`, 10 s by default,
+    /// for a `tezos-p2p` peer), unless this pool is activated meanwhile.
     pub async fn create(config: Config<C>, limits: Limits) -> Result<Self, NetError> {
         let inner = Inner::create(config, limits).await?;
-        let handle = Arc::new(CancelOnDrop(inner.cancel.clone()));
-        Ok(Net {
-            inner,
-            _handle: handle,
-        })
+        let handle = Arc::new(Handle {
+            cancel: inner.cancel.clone(),
+            activated: AtomicBool::new(false),
+        });
+        Ok(Net { inner, handle })
     }
 
-    /// Starts accepting connections (and the periodic jobs: greylist decay,
-    /// peers-file saving).
+    /// Starts the pool: the accept loop, the periodic jobs (greylist
+    /// decay, peers-file saving) and the maintenance (unless
+    /// `maintenance_idle_time` is `None`). From then on it connects and
+    /// accepts. Calling it again does nothing.
     pub fn activate(&self) {
+        if self.handle.activated.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let listener = self
             .inner
             .listener
@@ -145,9 +228,9 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     /// Asks the maintenance for a round and waits until one has run.
     /// Unlike Octez, it returns after the round even when the connection
     /// count was already within its thresholds. Returns at once when the
-    /// maintenance is disabled.
+    /// maintenance is disabled or the pool not [activated](Self::activate).
     pub async fn maintain(&self) {
-        if self.inner.limits.maintenance_idle_time.is_none() {
+        if self.inner.limits.maintenance_idle_time.is_none() || !self.is_activated() {
             return;
         }
         let done = self.inner.maintenance.done.notified();
@@ -172,7 +255,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Err(e) = self.save_peers_file() {
-            warn!(error = %e, "cannot save the peers file");
+            warn!(parent: &self.inner.span, error = %e, "cannot save the peers file");
         }
         let conns: Vec<_> = self.inner.state().connections.values().cloned().collect();
         for c in conns {
@@ -189,6 +272,20 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     /// Writes the peers file now (atomically).
     pub fn save_peers_file(&self) -> std::io::Result<()> {
         self.inner.save_peers_file()
+    }
+
+    /// Whether [`activate`](Self::activate) has been called.
+    pub fn is_activated(&self) -> bool {
+        self.handle.activated.load(Ordering::Acquire)
+    }
+
+    /// The span the pool's tasks run in, `pool{me=<our peer id>}`, under
+    /// which each connection has its `conn{dir,addr,peer}` span. Run your
+    /// own tasks about this pool in it
+    /// ([`Instrument::instrument`](tracing::Instrument::instrument)) and
+    /// their lines say which pool they are about too.
+    pub fn span(&self) -> &tracing::Span {
+        &self.inner.span
     }
 
     /// Our peer id.
@@ -325,16 +422,26 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
     /// Connects to `point` (Octez's `P2p.connect`) with the default
     /// [`ConnectOptions`]: untrusted, any peer id, the limits'
     /// `connection_timeout`.
+    ///
+    /// Fails at once with [`NetError::NotActivated`] before
+    /// [`activate`](Self::activate). The peer at `point` must be activated
+    /// too: one that is not answers no handshake, and the attempt ends with
+    /// [`NetError::Timeout`].
     pub async fn connect(&self, point: Point) -> Result<Arc<PeerConnection<A, C>>, NetError> {
         self.connect_with(point, ConnectOptions::default()).await
     }
 
-    /// Connects to `point` with `options`.
+    /// Connects to `point` with `options`; fails at once with
+    /// [`NetError::NotActivated`] before [`activate`](Self::activate), as
+    /// [`connect`](Self::connect).
     pub async fn connect_with(
         &self,
         point: Point,
         options: ConnectOptions,
     ) -> Result<Arc<PeerConnection<A, C>>, NetError> {
+        if !self.is_activated() {
+            return Err(NetError::NotActivated);
+        }
         crate::pool::connect::connect(
             &self.inner,
             point,
@@ -347,7 +454,7 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
 
     /// Closes `conn`; with `wait`, what is queued is written first.
     pub async fn disconnect(&self, conn: &PeerConnection<A, C>, wait: bool, reason: &str) {
-        info!(peer = %conn.peer_id(), reason, "disconnecting");
+        info!(parent: &self.inner.span, peer = %conn.peer_id(), reason, "disconnecting");
         conn.socket.close(wait).await;
         conn.cancel.cancelled().await;
     }

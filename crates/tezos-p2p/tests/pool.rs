@@ -220,7 +220,7 @@ async fn raw_peer(
     let stream = transport
         .connect(target.to_socket_addr())
         .await
-        .map_err(|e| SocketError::ConnectionError(e.to_string()))?;
+        .map_err(|e| SocketError::ConnectionError(e.into()))?;
     let sched = IoScheduler::new(SchedulerConfig::default());
     let versions = SupportedVersions::octez(ChainName::from("TEST"));
     let cfg = auth_config(seed, target.to_socket_addr(), &versions, listening_port);
@@ -1525,4 +1525,68 @@ async fn registrations_log_new_entries_and_gc_runs() {
         ]
     );
     net.shutdown().await;
+}
+
+/// `activate` starts the pool: before it, `connect` fails at once with
+/// `NotActivated` (and registers nothing), `maintain` returns at once, and
+/// a peer dialing the pool gets no handshake (its attempt times out, the
+/// listening socket being bound at `create`, as in Octez). Once activated
+/// the same calls work, and activating again changes nothing.
+#[tokio::test(start_paused = true)]
+async fn connect_before_activate_fails_at_once() {
+    let mem = MemoryNetwork::new();
+    let a: TestNet = Net::create(config(&mem, 1), limits()).await.unwrap();
+    let b: TestNet = Net::create(config(&mem, 2), limits()).await.unwrap();
+    let mut with_maintenance = limits();
+    with_maintenance.maintenance_idle_time = Some(Duration::from_secs(60));
+    let c: TestNet = Net::create(config(&mem, 3), with_maintenance)
+        .await
+        .unwrap();
+    assert!(!a.is_activated() && !b.is_activated());
+    assert_eq!(b.listening_port(), Some(PORT));
+
+    // Before `activate`: an immediate, clear error, the point untouched.
+    let started = tokio::time::Instant::now();
+    let e = a.connect(point(2)).await.unwrap_err();
+    assert!(matches!(e, NetError::NotActivated), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "the pool is not activated: call Net::activate first"
+    );
+    let e = a
+        .connect_with(point(2), tezos_p2p::ConnectOptions::default().trusted())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NetError::NotActivated), "{e:?}");
+    assert!(a.with_tables(|t| !t.known_points.contains_key(&point(2))));
+    // No maintenance worker to wait for: `maintain` returns.
+    c.maintain().await;
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    c.shutdown().await;
+
+    // A activated, B not: B's socket is bound but nobody answers, A's
+    // attempt ends with its timeout.
+    a.activate();
+    assert!(a.is_activated());
+    let e = a
+        .connect_with(
+            point(2),
+            tezos_p2p::ConnectOptions::default().timeout(Duration::from_secs(3)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NetError::Timeout), "{e:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(b.active_connections(), 0);
+
+    // Both activated (twice: the second call does nothing): it connects.
+    b.activate();
+    b.activate();
+    let conn = a.connect(point(2)).await.unwrap();
+    assert_eq!(conn.peer_id(), peer_id(2));
+    a.send(&conn, ping()).await.unwrap();
+    let (from, _, msg) = b.recv_any().await;
+    assert_eq!((from.peer_id(), msg), (peer_id(1), ping()));
+    a.shutdown().await;
+    b.shutdown().await;
 }

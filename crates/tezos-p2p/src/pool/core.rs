@@ -254,6 +254,10 @@ pub enum NetError {
     /// No running connection to that peer.
     #[error("not connected")]
     NotConnected,
+    /// [`Net::connect`](crate::Net::connect) on a pool not yet started:
+    /// [`Net::activate`](crate::Net::activate) has not been called.
+    #[error("the pool is not activated: call Net::activate first")]
+    NotActivated,
 }
 
 /// The events of the pool's triggers (Octez's `P2p_trigger`), used by the

@@ -14,6 +14,38 @@ use crate::socket::scheduler::DEFAULT_READ_BUFFER_SIZE;
 use crate::socket::AcceptOptions;
 
 /// Octez's `P2p_limits`, with its defaults. Speeds are in bytes per second.
+///
+/// The struct is `#[non_exhaustive]`: start from `Limits::default()` and
+/// change fields. [`Net::create`](crate::Net::create) validates the whole.
+///
+/// ```
+/// use std::time::Duration;
+/// use tezos_p2p::limits::{Limits, LimitsError};
+///
+/// let mut limits = Limits::default(); // Octez's
+/// assert_eq!(
+///     (limits.min_connections, limits.expected_connections, limits.max_connections),
+///     (10, 50, 100)
+/// );
+/// assert_eq!(limits.connection_timeout, Duration::from_secs(10));
+/// assert!(limits.validate().is_ok());
+///
+/// // A small node: 2 to 6 connections, 4 aimed at.
+/// limits.min_connections = 2;
+/// limits.expected_connections = 4;
+/// limits.max_connections = 6;
+/// limits.validate()?;
+/// let bounds = limits.bounds();
+/// assert_eq!((bounds.min_threshold, bounds.max_threshold), (2, 6));
+///
+/// // What does not make sense is refused, naming the field.
+/// limits.expected_connections = 8;
+/// let LimitsError::Invalid { field, .. } = limits.validate().unwrap_err() else {
+///     unreachable!()
+/// };
+/// assert_eq!(field, "connections");
+/// # Ok::<(), LimitsError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]

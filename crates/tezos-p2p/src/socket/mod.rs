@@ -22,6 +22,70 @@
 //! (EOF, an error, a message that does not decode). A socket that fails a
 //! write ends only the write side; the read side still delivers what the
 //! peer sent before it went, until it meets the end itself.
+//!
+//! # Example
+//!
+//! One connection without a pool, over any byte stream (TCP, or here an
+//! in-memory pipe): both ends [`authenticate`], look at the peer, and
+//! [`accept`](AuthenticatedConnection::accept) (or
+//! [`nack`](AuthenticatedConnection::nack)); the [`Connection`]s then carry
+//! messages.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use tezos_p2p::scheduler::{IoScheduler, SchedulerConfig};
+//! use tezos_p2p::socket::{authenticate, AcceptOptions, AuthConfig, SocketError};
+//! use tezos_p2p::wire::identity::{Identity, PowStamp, PowTarget, SecretKey};
+//! use tezos_p2p::wire::message::{OctezMetadata, P2pMessage, RawMessage};
+//! use tezos_p2p::wire::version::{ChainName, NetworkVersion};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let identity = |seed: u8| Identity::from_secret_key(SecretKey([seed; 32]), PowStamp([0; 24]));
+//! let config = |seed: u8, incoming: bool| AuthConfig {
+//!     identity: Arc::new(identity(seed)),
+//!     pow_target: PowTarget::new(0.0).unwrap(), // Octez: 26
+//!     incoming,
+//!     remote_addr: "127.0.0.1:9732".parse().unwrap(), // the peer's, for the logs and errors
+//!     listening_port: Some(9732),
+//!     version: NetworkVersion {
+//!         chain_name: ChainName::from("SANDBOXED_TEZOS"),
+//!         distributed_db_version: 2,
+//!         p2p_version: 1,
+//!     },
+//!     metadata: OctezMetadata::default(),
+//!     cancel: CancellationToken::new(),
+//!     timeout: Some(Duration::from_secs(10)),
+//! };
+//! let (a, b) = tokio::io::duplex(64 << 10);
+//! // Bandwidth caps and statistics, shared by the connections registered.
+//! let scheduler = IoScheduler::new(SchedulerConfig::default());
+//!
+//! // Steps 1 and 2 on both ends at once: connection messages, metadata.
+//! let (a, b) = tokio::join!(
+//!     authenticate(Box::new(a), scheduler.register(), config(1, false)),
+//!     authenticate(Box::new(b), scheduler.register(), config(2, true)),
+//! );
+//! let ((a_info, a), (b_info, b)) = (a?, b?);
+//! assert_eq!(a_info.peer_id, identity(2).peer_id);
+//! assert_eq!(b_info.peer_id, identity(1).peer_id);
+//!
+//! // Step 3: both accept, and the connections run.
+//! let (a, b) = tokio::join!(
+//!     a.accept::<RawMessage>(AcceptOptions::default()),
+//!     b.accept::<RawMessage>(AcceptOptions::default()),
+//! );
+//! let (a, b) = (a?, b?);
+//! let hello = RawMessage { tag: 0x10, body: b"hello".to_vec() };
+//! a.write(&P2pMessage::Message(hello.clone())).await?;
+//! let (_size, received) = b.read().await?;
+//! assert_eq!(received, P2pMessage::Message(hello));
+//! a.close(true).await;
+//! # Ok::<(), SocketError>(())
+//! # }).unwrap();
+//! ```
 
 pub mod budget;
 mod driver;

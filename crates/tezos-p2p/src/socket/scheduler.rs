@@ -688,6 +688,35 @@ impl Drop for Owner {
 /// It owns one ticker task, which ends when [`IoScheduler::shutdown`] is
 /// called or the last clone is dropped. After that, reservations no longer
 /// wait (so connections can drain and close) and averages no longer move.
+///
+/// A pool makes its own from its [`Limits`](crate::limits::Limits); one
+/// made by hand serves connections made with
+/// [`socket::authenticate`](crate::socket::authenticate), or any stream
+/// that should share the pool's caps and statistics:
+///
+/// ```
+/// use tezos_p2p::scheduler::{IoScheduler, SchedulerConfig};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let mut config = SchedulerConfig::default();
+/// config.max_upload_speed = Some(1 << 20); // 1 MiB/s, all connections together
+/// let scheduler = IoScheduler::new(config);
+///
+/// let io = scheduler.register(); // one per connection
+/// assert_eq!(scheduler.connections(), 1);
+/// // Before a write: how many of these bytes may go now (at most a quantum).
+/// let n = io.reserve_write(100_000).await;
+/// assert!(0 < n && n <= scheduler.read_buffer_size());
+/// // ... write them, then say how many went:
+/// io.record_write(n);
+/// assert_eq!(io.stat().total_sent, n as u64);
+/// assert_eq!(scheduler.stat().total_sent, n as u64);
+///
+/// drop(io); // unregisters the connection, its bytes stay in the totals
+/// assert_eq!(scheduler.connections(), 0);
+/// scheduler.shutdown();
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct IoScheduler {
     owner: Arc<Owner>,
