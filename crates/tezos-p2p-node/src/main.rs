@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::config::{Settings, UsageError};
 use crate::message::P2pNodeMessage;
@@ -38,8 +38,31 @@ const EXIT_STATUS: &str = "Exit status: 0 on success, 1 on a runtime failure, 2 
 #[derive(Parser, Debug)]
 #[command(name = "tezos-p2p-node", version, about, after_help = EXIT_STATUS)]
 struct Cli {
+    /// The format of the log on standard error: text, or JSON (one object
+    /// a line, with the spans: the node's `pool{me}`, a connection's
+    /// `conn{dir,addr,peer}`). What is logged is chosen with RUST_LOG
+    /// (default: info).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = LogFormat::Text,
+        env = "TEZOS_P2P_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The format of the log.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,20 +144,60 @@ fn data_dir(d: Option<PathBuf>) -> PathBuf {
     })
 }
 
-fn init_logging() {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
+/// The filter of RUST_LOG (`tracing_subscriber::EnvFilter` directives:
+/// `info`, `tezos_p2p::=debug`, `tezos_p2p_node=debug,warn`...), info when
+/// unset or empty. A directive that does not parse is ignored with a
+/// warning on standard error (the others still apply).
+fn log_filter(rust_log: Option<&str>) -> (tracing_subscriber::EnvFilter, Vec<String>) {
+    use tracing_subscriber::filter::{Directive, EnvFilter, LevelFilter};
+    let mut warnings = Vec::new();
+    let mut valid = Vec::new();
+    for d in rust_log.unwrap_or("").split(',').map(str::trim) {
+        if d.is_empty() {
+            continue;
+        }
+        match d.parse::<Directive>() {
+            Ok(_) => valid.push(d),
+            Err(e) => warnings.push(format!("ignoring RUST_LOG directive {d:?}: {e}")),
+        }
+    }
+    if rust_log.is_some_and(|s| !s.trim().is_empty()) && valid.is_empty() {
+        warnings.push("RUST_LOG has no valid directive: logging at level info".to_owned());
+    }
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .parse_lossy(valid.join(","));
+    (filter, warnings)
+}
+
+/// Logs to standard error, filtered by RUST_LOG, as text or JSON.
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::prelude::*;
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let rust_log = match std::env::var("RUST_LOG") {
+        Ok(s) => Some(s),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("tezos-p2p-node: warning: RUST_LOG is not UTF-8: ignored");
+            None
+        }
+    };
+    let (filter, warnings) = log_filter(rust_log.as_deref());
+    for w in warnings {
+        eprintln!("tezos-p2p-node: warning: {w}");
+    }
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Text => layer
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        LogFormat::Json => layer
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .boxed(),
+    };
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .with(filter)
+        .with(layer.with_filter(filter))
         .init();
 }
 
@@ -159,9 +222,11 @@ fn main() -> ExitCode {
             let m = matches
                 .subcommand_matches("run")
                 .expect("the run subcommand");
-            runtime().and_then(|rt| rt.block_on(run(*args, m)))
+            runtime().and_then(|rt| rt.block_on(run(*args, m, cli.log_format)))
         }
-        Command::Swarm(args) => runtime().and_then(|rt| rt.block_on(swarm::swarm(args))),
+        Command::Swarm(args) => {
+            runtime().and_then(|rt| rt.block_on(swarm::swarm(args, cli.log_format)))
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -211,7 +276,7 @@ fn settings(args: &RunArgs, dir: &Path, m: &ArgMatches) -> Result<(Settings, con
     Ok((settings, notes))
 }
 
-async fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
+async fn run(args: RunArgs, m: &ArgMatches, log_format: LogFormat) -> Result<()> {
     let dir = data_dir(args.data_dir.clone());
     let (settings, notes) = settings(&args, &dir, m)?;
     let peers_file = Some(dir.join("peers.json"));
@@ -230,7 +295,7 @@ async fn run(args: RunArgs, m: &ArgMatches) -> Result<()> {
     }
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-    init_logging();
+    init_logging(log_format);
     for n in &notes.info {
         info!("{n}");
     }
@@ -274,36 +339,47 @@ async fn serve<M: App>(
         .map_or_else(|| "nothing".to_owned(), |a| a.to_string());
     let rpc_addr = rpc_listener.local_addr()?;
     let node = Node::<M>::start(params).await.map_err(|e| anyhow!(e))?;
-    let trimmer = tokio::spawn(memory::trim_after_closes(node.net.events()));
-    let app = rpc::router(node.clone());
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(rpc_listener, app).await {
-            warn!(error = %e, "RPC server stopped");
+    // What follows is about this node: in its span, `node{me=<peer id>}`.
+    let span = node.span.clone();
+    let node_span = span.clone();
+    async move {
+        let trimmer =
+            tokio::spawn(memory::trim_after_closes(node.net.events()).instrument(span.clone()));
+        let app = rpc::router(node.clone());
+        let server = tokio::spawn(
+            async move {
+                if let Err(e) = axum::serve(rpc_listener, app).await {
+                    warn!(error = %e, "RPC server stopped");
+                }
+            }
+            .instrument(span.clone()),
+        );
+        info!(
+            peer_id = %node.net.peer_id(),
+            p2p = %listen,
+            rpc = %rpc_addr,
+            network = %network,
+            "node running"
+        );
+        println!(
+            "tezos-p2p-node: peer {} listening on {listen} ({network}), RPC on http://{rpc_addr}",
+            node.net.peer_id(),
+        );
+        wait_for_signal().await?;
+        info!("shutting down");
+        server.abort();
+        trimmer.abort();
+        if tokio::time::timeout(Duration::from_secs(10), node.shutdown())
+            .await
+            .is_err()
+        {
+            warn!("shutdown timed out");
         }
-    });
-    info!(
-        peer_id = %node.net.peer_id(),
-        p2p = %listen,
-        rpc = %rpc_addr,
-        network = %network,
-        "node running"
-    );
-    println!(
-        "tezos-p2p-node: peer {} listening on {listen} ({network}), RPC on http://{rpc_addr}",
-        node.net.peer_id(),
-    );
-    wait_for_signal().await?;
-    info!("shutting down");
-    server.abort();
-    trimmer.abort();
-    if tokio::time::timeout(Duration::from_secs(10), node.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("shutdown timed out");
+        info!(file = %dir.join("peers.json").display(), "peers saved; bye");
+        Ok(())
     }
-    info!(file = %dir.join("peers.json").display(), "peers saved; bye");
-    Ok(())
+    .instrument(node_span)
+    .await
 }
 
 async fn wait_for_signal() -> Result<()> {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use serde_json::{Map, Value};
 use tezos_p2p::discovery::DiscoveryConfig;
@@ -235,6 +235,10 @@ pub struct NodeParams {
 pub struct Node<M: App> {
     /// The pool.
     pub net: P2p<M>,
+    /// The span of the node's own tasks and lines, `node{me=<peer id>}`
+    /// (target `tezos_p2p_node::node`); the pool's are in `pool{me=…}`
+    /// (target `tezos_p2p::pool::core`), so each filter keeps its span.
+    pub span: tracing::Span,
     /// The network it is on.
     pub network: Network,
     /// The chain state, on a Tezos chain.
@@ -260,7 +264,9 @@ impl<M: App> Node<M> {
             }
             e => format!("cannot create the pool: {e}"),
         })?;
+        let span = tracing::info_span!("node", me = %net.peer_id());
         let node = Arc::new(Node {
+            span,
             net,
             chain: p.network.chain_id().map(|id| Arc::new(Chain::new(id))),
             network: p.network.clone(),
@@ -272,7 +278,7 @@ impl<M: App> Node<M> {
         let weak: Weak<Node<M>> = Arc::downgrade(&node);
         node.net.on_new_connection(move |conn| {
             if let Some(node) = weak.upgrade() {
-                M::on_connection(&node, conn);
+                node.span.in_scope(|| M::on_connection(&node, conn));
             }
         });
         // Octez counts a failed read of a connection's messages, that is
@@ -300,18 +306,24 @@ impl<M: App> Node<M> {
                 })
                 .map_err(|e| format!("cannot start local discovery on {addr}: {e}"))?;
         }
+        // The node's tasks run in its span: their lines say which node
+        // they are about.
+        let span = &node.span;
         let mut tasks = vec![
-            tokio::spawn(recv_loop(node.clone())),
-            tokio::spawn(count_events(node.clone())),
+            spawn_in(span, recv_loop(node.clone())),
+            spawn_in(span, count_events(node.clone())),
         ];
         for (point, expected) in trusted_points {
-            tasks.push(tokio::spawn(first_dial(node.net.clone(), point, expected)));
+            tasks.push(spawn_in(
+                span,
+                first_dial(node.net.clone(), point, expected),
+            ));
         }
         for host in p.bootstrap_hosts {
-            tasks.push(tokio::spawn(bootstrap(node.net.clone(), host)));
+            tasks.push(spawn_in(span, bootstrap(node.net.clone(), host)));
         }
         if let Some(every) = p.ping_interval {
-            tasks.push(tokio::spawn(ping_loop(node.clone(), every)));
+            tasks.push(spawn_in(span, ping_loop(node.clone(), every)));
         }
         *node.tasks.lock().unwrap() = tasks;
         Ok(node)
@@ -386,13 +398,62 @@ async fn count_events<M: App>(node: Arc<Node<M>>) {
     loop {
         match rx.recv().await {
             Ok(e) => {
-                debug!(event = ?e, "p2p event");
+                log_event(&e);
                 node.counters.count(&e);
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// Spawns `task` in `span`.
+fn spawn_in(
+    span: &tracing::Span,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(task.instrument(span.clone()))
+}
+
+/// Logs a pool event at debug level as fields: `event`, its kind as on
+/// `/network/log` (`connection_established`...), and its data, each as its
+/// own field (`point`, `peer`, `conn`: the connection's id point), written
+/// as in Octez's JSON.
+fn log_event(e: &P2pEvent) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let Ok(Value::Object(mut fields)) = serde_json::to_value(e) else {
+        debug!(event = e.tag(), "p2p event");
+        return;
+    };
+    let mut text = |key: &str| match fields.remove(key) {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Null) | None => None,
+        Some(v) => Some(v.to_string()),
+    };
+    let kind = text("event");
+    let point = text("point");
+    let (mut conn, mut peer) = (text("id_point"), text("peer_id").or_else(|| text("source")));
+    // `request_rejected`: `identity`, the connection id and the peer.
+    if let Some(Value::Array(identity)) = fields.remove("identity") {
+        if let [Value::String(c), Value::String(p)] = &identity[..] {
+            conn = Some(c.clone());
+            peer = Some(p.clone());
+        }
+    }
+    let rest = (!fields.is_empty()).then(|| Value::Object(fields).to_string());
+    fn shown(v: &Option<String>) -> Option<tracing::field::DisplayValue<&str>> {
+        v.as_deref().map(tracing::field::display)
+    }
+    debug!(
+        event = %kind.as_deref().unwrap_or("unknown"),
+        point = shown(&point),
+        peer = shown(&peer),
+        conn = shown(&conn),
+        data = shown(&rest),
+        "p2p event"
+    );
 }
 
 /// Dials a trusted point at start, so that it is contacted even without the

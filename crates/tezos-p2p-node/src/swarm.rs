@@ -98,7 +98,7 @@ fn table(nodes: &[Arc<SwarmNode>], b: &Bounds, elapsed: Duration) -> Vec<String>
 }
 
 /// Runs the swarm.
-pub async fn swarm(args: SwarmArgs) -> Result<()> {
+pub async fn swarm(args: SwarmArgs, log_format: crate::LogFormat) -> Result<()> {
     use crate::config::UsageError;
     if args.nodes == 0 || args.nodes > 200 {
         return Err(UsageError(format!(
@@ -115,7 +115,7 @@ pub async fn swarm(args: SwarmArgs) -> Result<()> {
         .into());
     }
     if std::env::var_os("RUST_LOG").is_some() {
-        crate::init_logging();
+        crate::init_logging(log_format);
     }
     let c = args
         .connections
