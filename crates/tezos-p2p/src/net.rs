@@ -20,12 +20,13 @@ use tezos_p2p_wire::version::NetworkVersion;
 
 use crate::pool::acl::Acl;
 use crate::pool::core::{periodic_jobs, Inner, Registrations};
-pub use crate::pool::core::{Config, IoError, NetError, PeerConnection, Triggers};
+pub use crate::pool::core::{Config, NetError, PeerConnection, Triggers};
 use crate::pool::events::P2pEvent;
 use crate::pool::limits::Limits;
 use crate::pool::peers::PeerMeta;
 use crate::pool::{ExpectedIdAction, Tables};
 use crate::socket::scheduler::Stat;
+pub use crate::socket::IoError;
 use crate::socket::{Connection, SocketError};
 
 /// How [`Net::connect_with`] connects.

@@ -37,7 +37,7 @@ use crate::socket::budget::MessageBudget;
 use crate::socket::queue::Queue;
 use crate::socket::scheduler::{IoScheduler, SchedulerConfig, Stat};
 use crate::socket::transport::{Listener, Transport};
-use crate::socket::{Connection, ConnectionInfo, SocketError};
+use crate::socket::{Connection, ConnectionInfo, IoError, SocketError};
 
 /// What a pool needs besides its [`Limits`] (Octez's `P2p.config`).
 ///
@@ -132,42 +132,6 @@ impl<C> Config<C> {
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = transport;
         self
-    }
-}
-
-/// An IO error kept as the source of a [`NetError`]: shared, so that the
-/// error stays `Clone`, and compared by [`kind`](std::io::Error::kind).
-#[derive(Debug, Clone)]
-pub struct IoError(pub Arc<std::io::Error>);
-
-impl IoError {
-    /// The IO error itself.
-    pub fn get_ref(&self) -> &std::io::Error {
-        &self.0
-    }
-}
-
-impl From<std::io::Error> for IoError {
-    fn from(e: std::io::Error) -> Self {
-        IoError(Arc::new(e))
-    }
-}
-
-impl PartialEq for IoError {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.kind() == other.0.kind()
-    }
-}
-
-impl std::fmt::Display for IoError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for IoError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
     }
 }
 

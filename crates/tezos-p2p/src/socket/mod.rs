@@ -122,8 +122,46 @@ use crate::socket::queue::Queue;
 use crate::socket::scheduler::{ConnectionIo, Stat};
 use crate::socket::transport::BoxStream;
 
+/// An IO error kept as the source of a [`SocketError`] or a pool error:
+/// shared, so that the error stays `Clone`, and compared by
+/// [`kind`](std::io::Error::kind).
+#[derive(Debug, Clone)]
+pub struct IoError(pub Arc<std::io::Error>);
+
+impl IoError {
+    /// The IO error itself.
+    pub fn get_ref(&self) -> &std::io::Error {
+        &self.0
+    }
+}
+
+impl From<std::io::Error> for IoError {
+    fn from(e: std::io::Error) -> Self {
+        IoError(Arc::new(e))
+    }
+}
+
+impl PartialEq for IoError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind()
+    }
+}
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 /// Errors of the socket layer, named after Octez's `P2p_errors`.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum SocketError {
     /// The peer's stamp does not reach our target.
     #[error("not enough proof of work from {0}")]
@@ -135,8 +173,8 @@ pub enum SocketError {
     #[error("connection closed")]
     ConnectionClosed,
     /// Another IO error (`Connection_error`).
-    #[error("connection error: {0}")]
-    ConnectionError(String),
+    #[error("connection error")]
+    ConnectionError(#[source] IoError),
     /// A chunk that does not decrypt.
     #[error("decipher error")]
     DecipherError,
@@ -200,7 +238,9 @@ impl SocketError {
                 motive,
                 alternative_points,
             },
-            HandshakeError::InvalidState(s) => SocketError::ConnectionError(s.to_string()),
+            HandshakeError::InvalidState(s) => {
+                SocketError::ConnectionError(std::io::Error::other(s.to_string()).into())
+            }
         }
     }
 
@@ -210,7 +250,7 @@ impl SocketError {
             UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected => {
                 SocketError::ConnectionClosed
             }
-            _ => SocketError::ConnectionError(e.to_string()),
+            _ => SocketError::ConnectionError(e.into()),
         }
     }
 
@@ -481,11 +521,11 @@ pub async fn authenticate<M: ConnMeta>(
     .await?;
     let remote = handshake
         .remote()
-        .ok_or_else(|| SocketError::ConnectionError("no remote".into()))?;
+        .ok_or_else(|| SocketError::ConnectionError(std::io::Error::other("no remote").into()))?;
     let remote_metadata = remote
         .metadata
         .clone()
-        .ok_or_else(|| SocketError::ConnectionError("no metadata".into()))?;
+        .ok_or_else(|| SocketError::ConnectionError(std::io::Error::other("no metadata").into()))?;
     let msg = &remote.connection_message;
     let id_port = if cfg.incoming {
         msg.port
