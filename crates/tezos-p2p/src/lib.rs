@@ -85,7 +85,7 @@ pub use pool::{acl, discovery, events, limits, peers, points};
 pub use socket::{budget, scheduler, transport};
 pub use tezos_p2p_wire as wire;
 
-/// The README's examples, compiled and run as doctests.
-#[doc = include_str!("../../../README.md")]
+/// The crate README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use serde_json::Value;
+use tezos_p2p_wire::chunk::check_binary_chunks_size;
 use tezos_p2p_wire::crypto::{
-    check_binary_chunks_size, chunk_body_len, derive_nonces, ChunkCipher, CryptoError, Nonce,
-    SessionKey, HEADER_LEN, MAX_CHUNK_PLAINTEXT, TAG_LEN,
+    chunk_body_len, derive_nonces, ChunkCipher, CryptoError, Nonce, SessionKey, HEADER_LEN,
+    MAX_CHUNK_PLAINTEXT, TAG_LEN,
 };
 use tezos_p2p_wire::identity::{
     pow_hash, pow_level, search_batch, PeerId, PowStamp, PowTarget, PublicKey, SecretKey,

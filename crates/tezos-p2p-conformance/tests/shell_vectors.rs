@@ -422,7 +422,7 @@ fn unsorted_mempool_keeps_wire_order() {
 
 /// Writes every vector's bytes (tag ‖ body, or the framed prefix) into
 /// `fuzz/corpus/shell_message/`, the seed corpus of the `shell_message`
-/// fuzz target: `cargo test -p tezos-p2p-shell --test vectors -- --ignored`.
+/// fuzz target: `cargo test -p tezos-p2p-conformance --test shell_vectors -- --ignored`.
 #[test]
 #[ignore = "writes the fuzz seed corpus"]
 fn write_fuzz_corpus() {
