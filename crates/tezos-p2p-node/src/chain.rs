@@ -233,7 +233,7 @@ impl Chain {
         let better = st
             .best
             .as_ref()
-            .map_or(true, |b| header.fitness > b.header.fitness);
+            .is_none_or(|b| header.fitness > b.header.fitness);
         if better {
             st.best = Some(head.clone());
             drop(st);

@@ -199,7 +199,7 @@ pub async fn swarm(args: SwarmArgs, log_format: crate::LogFormat) -> Result<()> 
         if elapsed >= duration {
             break;
         }
-        if last_table.map_or(true, |t| t.elapsed() >= table_every) {
+        if last_table.is_none_or(|t| t.elapsed() >= table_every) {
             last_table = Some(Instant::now());
             let lines = table(&nodes, &bounds, elapsed);
             let mut out = std::io::stdout().lock();

@@ -60,7 +60,7 @@ fn step(a: &mut [[u8; 32]], mut n: usize) -> [u8; 32] {
         if m == 1 {
             return a[0];
         }
-        if m % 2 == 0 {
+        if m.is_multiple_of(2) {
             n = m;
         } else {
             a[m + 1] = a[m];

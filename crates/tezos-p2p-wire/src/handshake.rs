@@ -685,7 +685,7 @@ mod tests {
             let mut bytes = out_b.clone();
             bytes[split + bit / 8] ^= 1 << (bit % 8);
             // Pad so that a length field made larger still completes a frame.
-            bytes.extend(std::iter::repeat(0).take(70_000));
+            bytes.extend(std::iter::repeat_n(0, 70_000));
             let res = a2.feed(&bytes);
             if bit / 8 < 2 {
                 assert!(

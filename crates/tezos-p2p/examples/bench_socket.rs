@@ -152,7 +152,7 @@ async fn raw_tcp(secs: f64) -> f64 {
     loop {
         bytes += s.read(&mut buf).await.unwrap() as u64;
         n += 1;
-        if n % 16 == 0 && (start.elapsed().as_secs_f64() >= secs || bytes >= 2 << 30) {
+        if n.is_multiple_of(16) && (start.elapsed().as_secs_f64() >= secs || bytes >= 2 << 30) {
             break;
         }
     }
