@@ -294,9 +294,25 @@ impl<M: PeerMeta> Tables<M> {
         }
     }
 
+    /// Applies `on_point` to `point`'s info (if known) and `on_peer` to
+    /// `peer`'s: both transitions are tried, and the first invalid one is
+    /// returned (the state it left is unchanged).
+    fn transition(
+        &mut self,
+        point: Option<Point>,
+        peer: PeerId,
+        on_point: impl FnOnce(&mut PointInfo) -> Result<(), InvalidTransition>,
+        on_peer: impl FnOnce(&mut PeerInfo<M>) -> Result<(), InvalidTransition>,
+    ) -> Result<(), InvalidTransition> {
+        let p = point
+            .and_then(|p| self.known_points.get_mut(&p))
+            .map_or(Ok(()), on_point);
+        let q = self.known_peers.get_mut(&peer).map_or(Ok(()), on_peer);
+        p.and(q)
+    }
+
     /// A handshake was admitted: its point (if known) and its peer become
-    /// Accepted together. Both transitions are tried; the first invalid one
-    /// is returned (the state it left is unchanged).
+    /// Accepted together (see [`Tables::set_disconnected`] for errors).
     pub fn set_accepted(
         &mut self,
         point: Option<Point>,
@@ -304,19 +320,16 @@ impl<M: PeerMeta> Tables<M> {
         conn: ConnId,
         now: SystemTime,
     ) -> Result<(), InvalidTransition> {
-        let p = match point.and_then(|p| self.known_points.get_mut(&p)) {
-            Some(i) => i.set_accepted(peer, now),
-            None => Ok(()),
-        };
-        let q = match self.known_peers.get_mut(&peer) {
-            Some(i) => i.set_accepted(conn, now),
-            None => Ok(()),
-        };
-        p.and(q)
+        self.transition(
+            point,
+            peer,
+            |i| i.set_accepted(peer, now),
+            |i| i.set_accepted(conn, now),
+        )
     }
 
     /// A connection runs: its point (if known) and its peer become Running
-    /// together (see [`Tables::set_accepted`] for errors).
+    /// together (see [`Tables::set_disconnected`] for errors).
     pub fn set_running(
         &mut self,
         point: Option<Point>,
@@ -324,19 +337,17 @@ impl<M: PeerMeta> Tables<M> {
         conn: ConnId,
         now: SystemTime,
     ) -> Result<(), InvalidTransition> {
-        let p = match point.and_then(|p| self.known_points.get_mut(&p)) {
-            Some(i) => i.set_running(peer, now),
-            None => Ok(()),
-        };
-        let q = match self.known_peers.get_mut(&peer) {
-            Some(i) => i.set_running(conn, now),
-            None => Ok(()),
-        };
-        p.and(q)
+        self.transition(
+            point,
+            peer,
+            |i| i.set_running(peer, now),
+            |i| i.set_running(conn, now),
+        )
     }
 
     /// A running connection ended: its point (if known) and its peer become
-    /// Disconnected together (see [`Tables::set_accepted`] for errors).
+    /// Disconnected together. Both transitions are tried; the first invalid
+    /// one is returned (the state it left is unchanged).
     pub fn set_disconnected(
         &mut self,
         point: Option<Point>,
@@ -345,15 +356,12 @@ impl<M: PeerMeta> Tables<M> {
         now: SystemTime,
         requested: bool,
     ) -> Result<(), InvalidTransition> {
-        let p = match point.and_then(|p| self.known_points.get_mut(&p)) {
-            Some(i) => i.set_disconnected(cfg, now, requested),
-            None => Ok(()),
-        };
-        let q = match self.known_peers.get_mut(&peer) {
-            Some(i) => i.set_disconnected(now, requested),
-            None => Ok(()),
-        };
-        p.and(q)
+        self.transition(
+            point,
+            peer,
+            |i| i.set_disconnected(cfg, now, requested),
+            |i| i.set_disconnected(now, requested),
+        )
     }
 
     /// An admitted handshake ended before its connection ran: its point
