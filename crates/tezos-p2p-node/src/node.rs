@@ -139,17 +139,6 @@ pub struct Counters {
     pub user_message_received: AtomicU64,
     pub user_message_received_error: AtomicU64,
     pub user_bytes_received: AtomicU64,
-    pub advertise_received: AtomicU64,
-    pub advertise_sent: AtomicU64,
-    pub bootstrap_received: AtomicU64,
-    pub bootstrap_sent: AtomicU64,
-    pub swap_requests_sent: AtomicU64,
-    pub swap_requests_received: AtomicU64,
-    pub swap_ack_sent: AtomicU64,
-    pub swap_ack_received: AtomicU64,
-    pub swap_ignored: AtomicU64,
-    pub swap_success: AtomicU64,
-    pub swap_fail: AtomicU64,
     /// Application messages received and sent, per kind (Octez's case
     /// title).
     pub by_kind: Mutex<BTreeMap<&'static str, KindCount>>,
@@ -169,24 +158,6 @@ fn inc(c: &AtomicU64) {
 }
 
 impl Counters {
-    fn count(&self, e: &P2pEvent) {
-        use P2pEvent::*;
-        match e {
-            SwapRequestReceived { .. } => inc(&self.swap_requests_received),
-            SwapAckReceived { .. } => inc(&self.swap_ack_received),
-            SwapRequestSent { .. } => inc(&self.swap_requests_sent),
-            SwapAckSent { .. } => inc(&self.swap_ack_sent),
-            SwapRequestIgnored { .. } => inc(&self.swap_ignored),
-            SwapSuccess { .. } => inc(&self.swap_success),
-            SwapFailure { .. } => inc(&self.swap_fail),
-            BootstrapSent { .. } => inc(&self.bootstrap_sent),
-            BootstrapReceived { .. } => inc(&self.bootstrap_received),
-            AdvertiseSent { .. } => inc(&self.advertise_sent),
-            AdvertiseReceived { .. } => inc(&self.advertise_received),
-            _ => {}
-        }
-    }
-
     fn kind(&self, name: &'static str, f: impl FnOnce(&mut KindCount)) {
         f(self
             .by_kind
@@ -399,7 +370,6 @@ async fn count_events<M: App>(node: Arc<Node<M>>) {
         match rx.recv().await {
             Ok(e) => {
                 log_event(&e);
-                node.counters.count(&e);
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -324,6 +324,17 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
         self.inner.events.subscribe()
     }
 
+    /// How many events of the kind whose [`P2pEvent::tag`] is `tag` the pool
+    /// has logged since it was created: exact, where a subscriber of
+    /// [`events`](Self::events) that falls behind loses some (the node's
+    /// metrics count Octez's swap, bootstrap and advertise messages so).
+    pub fn event_count(&self, tag: u8) -> u64 {
+        self.inner
+            .event_counts
+            .get(usize::from(tag))
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
     /// The pool's current time (follows tokio's clock).
     pub fn now(&self) -> SystemTime {
         self.inner.now()

@@ -1524,6 +1524,25 @@ async fn registrations_log_new_entries_and_gc_runs() {
             },
         ]
     );
+    // The counts are exact, subscriber or not.
+    let count = |e: P2pEvent| net.event_count(e.tag());
+    assert_eq!(count(P2pEvent::NewPoint { point: point(0) }), 3);
+    assert_eq!(count(P2pEvent::GcPoints), 1);
+    assert_eq!(
+        count(P2pEvent::NewPeer {
+            peer_id: peer_id(0)
+        }),
+        3
+    );
+    assert_eq!(count(P2pEvent::GcPeerIds), 1);
+    // A subscriber that falls 1 024 events behind loses some; the counts
+    // do not.
+    let lagging = net.events();
+    for i in 0..1100u16 {
+        net.trust_point(Point::new(ip(1), 10_000 + i));
+    }
+    assert_eq!(count(P2pEvent::NewPoint { point: point(0) }), 3 + 1100);
+    drop(lagging);
     net.shutdown().await;
 }
 

@@ -68,85 +68,88 @@ impl<M: App> Collector for NodeCollector<M> {
             return Ok(());
         };
         let c = &node.counters;
-        for (name, help, counter) in [
+        // Octez's swap, bootstrap and advertise counters are the pool's
+        // exact counts of those events (by `P2pEvent::tag`, named beside).
+        let events = |tag: u8| node.net.event_count(tag);
+        for (name, help, value) in [
             (
                 "octez_p2p_messages_broadcast_message_sent",
                 "Number of user message sent by broadcasting",
-                &c.broadcast_message_sent,
+                Counters::get(&c.broadcast_message_sent),
             ),
             (
                 "octez_p2p_messages_user_message_sent",
                 "Number of user message sent",
-                &c.user_message_sent,
+                Counters::get(&c.user_message_sent),
             ),
             (
                 "octez_p2p_messages_user_message_received",
                 "Number of user message received",
-                &c.user_message_received,
+                Counters::get(&c.user_message_received),
             ),
             (
                 "octez_p2p_messages_user_message_received_error",
                 "Number of user message received that resulted in error",
-                &c.user_message_received_error,
+                Counters::get(&c.user_message_received_error),
             ),
             (
                 "octez_p2p_messages_advertise_received",
                 "Number of advertise received",
-                &c.advertise_received,
+                events(25), // AdvertiseReceived
             ),
             (
                 "octez_p2p_messages_advertise_sent",
                 "Number of advertise sent",
-                &c.advertise_sent,
+                events(24), // AdvertiseSent
             ),
             (
                 "octez_p2p_messages_bootstrap_received",
                 "Number of bootstrap received",
-                &c.bootstrap_received,
+                events(23), // BootstrapReceived
             ),
             (
                 "octez_p2p_messages_bootstrap_sent",
                 "Number of bootstrap sent",
-                &c.bootstrap_sent,
+                events(22), // BootstrapSent
             ),
             (
                 "octez_p2p_messages_swap_requests_sent",
                 "Number of swap sent",
-                &c.swap_requests_sent,
+                events(17), // SwapRequestSent
             ),
             (
                 "octez_p2p_messages_swap_requests_received",
                 "Number of swap received",
-                &c.swap_requests_received,
+                events(15), // SwapRequestReceived
             ),
             (
                 "octez_p2p_messages_swap_ack_sent",
                 "Number of swap acks sent",
-                &c.swap_ack_sent,
+                events(18), // SwapAckSent
             ),
             (
                 "octez_p2p_messages_swap_ack_received",
                 "Number of swap acks received",
-                &c.swap_ack_received,
+                events(16), // SwapAckReceived
             ),
             (
                 "octez_p2p_swap_ignored",
                 "Number of ignored swap",
-                &c.swap_ignored,
+                events(19), // SwapRequestIgnored
             ),
             (
                 "octez_p2p_swap_success",
                 "Number of successful swap",
-                &c.swap_success,
+                events(20), // SwapSuccess
             ),
-            ("octez_p2p_swap_fail", "Number of failed swap", &c.swap_fail),
+            ("octez_p2p_swap_fail", "Number of failed swap", events(21)),
             (
                 "tezos_p2p_node_user_message_received_bytes",
                 "Bytes of the application messages received",
-                &c.user_bytes_received,
+                Counters::get(&c.user_bytes_received),
             ),
         ] {
-            let v = ConstCounter::new(Counters::get(counter));
+            let v = ConstCounter::new(value);
             v.encode(e.encode_descriptor(name, help, None, v.metric_type())?)?;
         }
         let kinds = c.kinds();

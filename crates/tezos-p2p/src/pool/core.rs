@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -455,6 +455,9 @@ pub(crate) struct Inner<A, C, P> {
     pub(crate) app_message: Notify,
     /// Where the next `recv_any` starts looking.
     pub(crate) recv_any_turn: AtomicUsize,
+    /// Events logged since the start, by [`P2pEvent::tag`]: exact, where a
+    /// subscriber of `events` that lags loses some.
+    pub(crate) event_counts: [AtomicU64; EVENT_KINDS],
     pub(crate) listener: Mutex<Option<Listener>>,
     pub(crate) listening_port: Option<u16>,
     /// The maintenance worker's signals.
@@ -466,6 +469,9 @@ pub(crate) struct Inner<A, C, P> {
     /// parent of each connection's.
     pub(crate) span: tracing::Span,
 }
+
+/// Kinds of [`P2pEvent`] (its tags are below this).
+pub(crate) const EVENT_KINDS: usize = 28;
 
 /// Events kept for slow subscribers before they lag.
 const EVENT_BUFFER: usize = 1024;
@@ -482,6 +488,9 @@ impl<A, C, P> Inner<A, C, P> {
     }
 
     pub(crate) fn log(&self, event: P2pEvent) {
+        if let Some(n) = self.event_counts.get(usize::from(event.tag())) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = self.events.send(event);
     }
 
@@ -646,6 +655,7 @@ impl<A, C: ConnMeta, P: PeerMeta> Inner<A, C, P> {
             on_disconnection: Mutex::new(Vec::new()),
             app_message: Notify::new(),
             recv_any_turn: AtomicUsize::new(0),
+            event_counts: Default::default(),
             listener: Mutex::new(listener),
             listening_port,
             maintenance: Default::default(),
@@ -698,5 +708,19 @@ pub(crate) async fn periodic_jobs<A: AppMessage + Clone + Sync, C: ConnMeta, P: 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_kind_has_a_count() {
+        // The largest tag is the last kind's.
+        assert_eq!(
+            EVENT_KINDS,
+            usize::from(P2pEvent::MaintenanceEnded.tag()) + 1
+        );
     }
 }
