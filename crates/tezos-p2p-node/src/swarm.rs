@@ -27,9 +27,10 @@ pub struct SwarmArgs {
     /// Number of nodes.
     #[arg(long, value_name = "N", default_value_t = 8)]
     nodes: usize,
-    /// How long to run, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
-    duration: f64,
+    /// How long to run, in seconds [default: 20, or until Ctrl-C with
+    /// --dashboard].
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
     /// --connections of every node [default: 4, less for fewer than 3 nodes].
     #[arg(long, value_name = "N")]
     connections: Option<usize>,
@@ -39,6 +40,48 @@ pub struct SwarmArgs {
     /// Seconds between two tables when the output is not a terminal.
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
     table_every: f64,
+    /// Serve the swarm's web page on ADDR (every node's row, with a link
+    /// to each node's own dashboard: each node then serves its RPC on a
+    /// loopback port of its own).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8732")]
+    dashboard: Option<std::net::SocketAddr>,
+}
+
+/// The swarm's page and its `/swarm` JSON: every node's row (as the
+/// node's dashboard gives it) with its RPC address.
+fn swarm_router(
+    nodes: Vec<(Arc<SwarmNode>, std::net::SocketAddr)>,
+    bounds: Bounds,
+) -> axum::Router {
+    use axum::routing::get;
+    let started = Instant::now();
+    let rows = move || {
+        let list: Vec<serde_json::Value> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, (n, rpc))| {
+                let mut v = crate::rpc::dashboard::node_json(n);
+                v["index"] = i.into();
+                v["rpc"] = format!("http://{rpc}/").into();
+                v
+            })
+            .collect();
+        axum::Json(serde_json::json!({
+            "nodes": list,
+            "min_threshold": bounds.min_threshold,
+            "max_threshold": bounds.max_threshold,
+            "uptime_s": started.elapsed().as_secs_f64(),
+        }))
+    };
+    axum::Router::new()
+        .route("/", get(crate::rpc::dashboard::swarm_index))
+        .route("/dashboard/swarm.js", get(crate::rpc::dashboard::swarm_js))
+        .route(
+            "/dashboard/dashboard.css",
+            get(crate::rpc::dashboard::app_css),
+        )
+        .route("/swarm", get(move || std::future::ready(rows())))
+        .layer(axum::middleware::from_fn(crate::rpc::cross_site_guard))
 }
 
 fn rate(bps: u64) -> String {
@@ -107,13 +150,26 @@ pub async fn swarm(args: SwarmArgs, log_format: crate::LogFormat) -> Result<()> 
         ))
         .into());
     }
-    if !(args.duration.is_finite() && args.duration > 0.0) {
+    if let Some(d) = args.duration.filter(|d| !(d.is_finite() && *d > 0.0)) {
         return Err(UsageError(format!(
-            "invalid --duration {}: must be a positive number of seconds",
-            args.duration
+            "invalid --duration {d}: must be a positive number of seconds"
         ))
         .into());
     }
+    // With a dashboard, the swarm runs until Ctrl-C unless told otherwise.
+    let run_for = match (args.duration, args.dashboard) {
+        (Some(d), _) => Some(d),
+        (None, Some(_)) => None,
+        (None, None) => Some(20.0),
+    };
+    let dashboard = match args.dashboard {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow!("cannot listen for the dashboard on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     if std::env::var_os("RUST_LOG").is_some() {
         crate::init_logging(log_format);
     }
@@ -134,17 +190,17 @@ pub async fn swarm(args: SwarmArgs, log_format: crate::LogFormat) -> Result<()> 
     };
     let limits = settings.limits()?;
     let bounds = limits.bounds();
-    let duration = Duration::from_secs_f64(args.duration);
+    let duration = run_for.map(Duration::from_secs_f64);
     let tty = std::io::stdout().is_terminal();
     println!(
-        "swarm: {} nodes on 127.0.0.1, --connections {c} (min {}, expected {}, max {}; thresholds [{}, {}]), {} s",
+        "swarm: {} nodes on 127.0.0.1, --connections {c} (min {}, expected {}, max {}; thresholds [{}, {}]), {}",
         args.nodes,
         limits.min_connections,
         limits.expected_connections,
         limits.max_connections,
         bounds.min_threshold,
         bounds.max_threshold,
-        args.duration
+        run_for.map_or_else(|| "until Ctrl-C".to_owned(), |d| format!("{d} s"))
     );
 
     let target = PowTarget::new(0.0).map_err(|e| anyhow!("{e}"))?;
@@ -169,6 +225,28 @@ pub async fn swarm(args: SwarmArgs, log_format: crate::LogFormat) -> Result<()> 
         }
         nodes.push(node);
     }
+    // The dashboard: each node's RPC on a loopback port, and the swarm's
+    // page.
+    let mut servers = Vec::new();
+    if let Some(listener) = dashboard {
+        let mut with_rpc = Vec::with_capacity(nodes.len());
+        for n in &nodes {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            with_rpc.push((n.clone(), l.local_addr()?));
+            let app = crate::rpc::router(n.clone());
+            servers.push(tokio::spawn(async move {
+                let _ = axum::serve(l, app).await;
+            }));
+        }
+        let page = format!("http://{}/", listener.local_addr()?);
+        let app = swarm_router(with_rpc, bounds);
+        servers.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }));
+        println!("swarm: dashboard on {page}");
+    }
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
 
     let mut all_within_at: Option<Duration> = None;
     let mut broadcasts_done = 0usize;
@@ -177,7 +255,10 @@ pub async fn swarm(args: SwarmArgs, log_format: crate::LogFormat) -> Result<()> 
     let table_every = Duration::from_secs_f64(if tty { 0.5 } else { args.table_every.max(0.1) });
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut ctrl_c => break,
+        }
         let elapsed = start.elapsed();
         if all_within_at.is_none()
             && nodes
@@ -186,8 +267,13 @@ pub async fn swarm(args: SwarmArgs, log_format: crate::LogFormat) -> Result<()> 
         {
             all_within_at = Some(elapsed);
         }
-        // Broadcast rounds spread over the run.
-        let due = ((elapsed.as_secs_f64() / args.duration) * (args.messages + 1) as f64) as usize;
+        // Broadcast rounds spread over the run (one every 5 s until Ctrl-C).
+        let due = match duration {
+            Some(d) => {
+                ((elapsed.as_secs_f64() / d.as_secs_f64()) * (args.messages + 1) as f64) as usize
+            }
+            None => (elapsed.as_secs_f64() / 5.0) as usize,
+        };
         while broadcasts_done < args.messages && broadcasts_done < due {
             broadcasts_done += 1;
             for (i, n) in nodes.iter().enumerate() {
@@ -196,7 +282,7 @@ pub async fn swarm(args: SwarmArgs, log_format: crate::LogFormat) -> Result<()> 
                 )));
             }
         }
-        if elapsed >= duration {
+        if duration.is_some_and(|d| elapsed >= d) {
             break;
         }
         if last_table.is_none_or(|t| t.elapsed() >= table_every) {
@@ -248,6 +334,9 @@ pub async fn swarm(args: SwarmArgs, log_format: crate::LogFormat) -> Result<()> 
         "{received} messages received ({broadcast_to} sent), {} exchanged",
         size(bytes)
     );
+    for s in servers {
+        s.abort();
+    }
     for n in &nodes {
         let n = n.clone();
         let _ =

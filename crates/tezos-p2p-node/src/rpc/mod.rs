@@ -29,6 +29,7 @@ use tezos_p2p_wire::version::NetworkVersion;
 use crate::node::{App, Counters, Node};
 
 mod chains;
+pub mod dashboard;
 mod messages;
 pub mod metrics;
 mod network;
@@ -139,6 +140,10 @@ fn net_error(e: NetError) -> ApiError {
 pub fn router<M: App>(node: Arc<Node<M>>) -> Router {
     let registry = Arc::new(metrics::registry(&node));
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/dashboard/dashboard.js", get(dashboard::app_js))
+        .route("/dashboard/dashboard.css", get(dashboard::app_css))
+        .route("/dashboard/snapshot", get(dashboard::snapshot::<M>))
         .route("/version", get(network::version::<M>))
         .route("/network/self", get(network::net_self::<M>))
         .route("/network/version", get(network::net_version::<M>))
@@ -192,7 +197,78 @@ pub fn router<M: App>(node: Arc<Node<M>>) -> Router {
         )
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(cross_site_guard))
         .with_state(node)
+}
+
+/// Refuses what a web page the operator happens to visit could make their
+/// browser send to the RPC (cross-site request forgery). A request that
+/// changes something (POST, PUT, PATCH, DELETE) must say `Content-Type:
+/// application/json`: an HTML form cannot, and a script of another origin
+/// cannot without a CORS preflight, which this server never grants (it
+/// sends no `Access-Control-*` header). And it must not say it comes from
+/// another origin (`Origin` other than the `Host` it is sent to, or
+/// `Sec-Fetch-Site` other than `same-origin` or `none`). `octez-client`,
+/// `curl -H 'Content-Type: application/json'` and the dashboard pass.
+/// Every answer also forbids framing (the dashboard's buttons must not be
+/// clickjacked) and content sniffing.
+pub async fn cross_site_guard(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(e) = check_cross_site(&req) {
+        return e.into_response();
+    }
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+fn check_cross_site(req: &axum::extract::Request) -> Result<(), ApiError> {
+    let m = req.method();
+    if matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let h = req.headers();
+    let text = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+    let json = text(header::CONTENT_TYPE).is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !json {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "{m} needs the header Content-Type: application/json (refused as a possible cross-site request)"
+            ),
+        ));
+    }
+    let forbidden = |why: String| Err(ApiError(StatusCode::FORBIDDEN, why));
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        if !matches!(site, "same-origin" | "none") {
+            return forbidden(format!("{m} from a {site:?} page is refused"));
+        }
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        // `scheme://host[:port]`, to compare with `Host`.
+        let authority = origin.split_once("://").map(|(_, a)| a);
+        let host = text(header::HOST);
+        if authority.is_none() || authority != host {
+            return forbidden(format!(
+                "{m} from origin {origin:?} is refused: not this server's"
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn fallback(method: Method, uri: Uri) -> ApiError {

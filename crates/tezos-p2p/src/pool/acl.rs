@@ -274,6 +274,17 @@ impl Acl {
         self.peer_greylist.iter().copied().collect()
     }
 
+    /// The addresses in the (manual) IP blacklist, in no particular order, IPv4
+    /// addresses as IPv4-mapped IPv6 (Octez's form).
+    pub fn blacklisted_addrs(&self) -> Vec<IpAddr> {
+        self.ip_blacklist.iter().map(|ip| IpAddr::V6(*ip)).collect()
+    }
+
+    /// The peers in the (manual) peer blacklist, in no particular order.
+    pub fn blacklisted_peers(&self) -> Vec<PeerId> {
+        self.peer_blacklist.iter().copied().collect()
+    }
+
     /// One decay step of the IP greylist: decrements every non-zero Bloom counter, then
     /// drops the expired addresses from the display list. To be called every
     /// [`Acl::countdown_interval`].
@@ -501,6 +512,24 @@ mod tests {
 
     fn random_ip(rng: &mut StdRng) -> IpAddr {
         IpAddr::V6(Ipv6Addr::from(rng.gen::<u128>()))
+    }
+
+    #[test]
+    fn blacklists_list_what_was_banned_and_not_what_was_unbanned() {
+        let mut acl = acl();
+        acl.ban_addr(v4(10, 0, 0, 1));
+        acl.ban_addr(v4(10, 0, 0, 2));
+        acl.greylist_addr(v4(10, 0, 0, 3), t(0));
+        acl.unban_addr(v4(10, 0, 0, 2));
+        acl.ban_peer(peer(1));
+        acl.ban_peer(peer(2));
+        acl.greylist_peer(peer(3));
+        acl.unban_peer(&peer(1));
+        assert_eq!(
+            acl.blacklisted_addrs(),
+            vec![IpAddr::V6(ipv6_form(v4(10, 0, 0, 1)))]
+        );
+        assert_eq!(acl.blacklisted_peers(), vec![peer(2)]);
     }
 
     #[test]
