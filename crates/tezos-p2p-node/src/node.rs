@@ -218,6 +218,8 @@ pub struct Node<M: App> {
     pub inbox: Mutex<Inbox<M>>,
     /// Metric counters.
     pub counters: Counters,
+    /// When the node started.
+    pub started_at: SystemTime,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -243,6 +245,7 @@ impl<M: App> Node<M> {
             network: p.network.clone(),
             inbox: Mutex::new(Inbox::default()),
             counters: Counters::default(),
+            started_at: SystemTime::now(),
             tasks: Mutex::new(Vec::new()),
         });
         // The hooks hold the node weakly: the pool holds the hooks.
