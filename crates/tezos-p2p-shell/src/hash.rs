@@ -27,6 +27,7 @@ pub(crate) fn blake2b_256_pair(a: &[u8], b: &[u8]) -> [u8; 32] {
 
 /// Why a Base58Check text is not an identifier of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ParseHashError {
     /// A character outside the Bitcoin Base58 alphabet.
     #[error("invalid base58 character")]

@@ -267,6 +267,7 @@ fn seal_within(cipher: &mut ChunkCipher, plaintext: &[u8], out: &mut Vec<u8>) {
 /// (wire spec §10). Once returned, the reader returns it again and takes
 /// no more bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ReadError {
     /// A chunk whose length field is below the tag's 16 bytes
     /// (`Invalid_incoming_ciphertext_size`).

@@ -202,6 +202,7 @@ impl SessionCipher {
 
 /// Errors of the crypto layer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CryptoError {
     /// The peer's public key is of low order: the shared secret is zero.
     #[error("error computing box_beforenm: low-order public key")]

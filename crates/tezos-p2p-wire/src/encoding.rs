@@ -10,6 +10,7 @@ use thiserror::Error;
 
 /// Why a value could not be decoded (Octez's `Data_encoding.Binary.read_error`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The input ended before the value did.
     #[error("not enough data")]
@@ -80,6 +81,7 @@ impl DecodeError {
 
 /// Why a value could not be encoded (Octez's `Encoding_error`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The encoded value exceeds a `check_size` bound or a length field.
     #[error("size limit exceeded: {size} > {limit}")]

@@ -49,6 +49,7 @@ pub struct HandshakeConfig<M> {
 
 /// Everything that can end a handshake (wire spec §10).
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// The peer's stamp does not reach our target (`Not_enough_proof_of_work`).
     #[error("not enough proof of work from {0}")]

@@ -446,6 +446,7 @@ pub struct Identity {
 
 /// Why an identity could not be loaded.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum IdentityError {
     /// The file is not valid JSON of the expected shape.
     #[error("malformed identity: {0}")]

@@ -41,6 +41,7 @@ pub struct Point {
 
 /// Why a point text does not parse (Octez `P2p_point.Id.of_string`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum PointParseError {
     /// No `:<port>` after the address (Octez requires the port).
     #[error("missing port in point {0:?}")]

@@ -12,6 +12,7 @@ use crate::encoding::{Decode, DecodeError, Encode, EncodeError, Reader, WriteExt
 
 /// Why a peer refused a connection (`P2p_rejection.t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Motive {
     /// Code 0, `No_motive`; also what a `Nack_v_0` stands for.
     NoMotive,

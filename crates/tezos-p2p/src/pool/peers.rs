@@ -25,6 +25,7 @@ use crate::pool::points::InvalidTransition;
 /// Connection state of a peer (`P2p_peer_state.t` without the async
 /// payloads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum PeerState {
     /// The handshake was admitted; the Ack exchange is in progress.
     Accepted {

@@ -70,6 +70,7 @@ pub struct InvalidTransition {
 /// Connection state of a point (`P2p_point_state.t`, without the
 /// canceler/connection payloads the async layer keeps elsewhere).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum PointState {
     /// An outgoing attempt is in progress (TCP connect or handshake).
     Requested,

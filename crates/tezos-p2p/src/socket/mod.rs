@@ -241,6 +241,9 @@ impl SocketError {
             HandshakeError::InvalidState(s) => {
                 SocketError::ConnectionError(std::io::Error::other(s.to_string()).into())
             }
+            // A case of a newer wire crate: the handshake failed, its
+            // error is kept as the cause.
+            e => SocketError::ConnectionError(std::io::Error::other(e).into()),
         }
     }
 
@@ -269,6 +272,9 @@ impl SocketError {
                 SocketError::InvalidIncomingCiphertextSize(n)
             }
             ReadError::Decoding(e) => SocketError::Decoding(e),
+            // A case of a newer wire crate: the stream ends, its error is
+            // kept as the cause.
+            e => SocketError::ConnectionError(std::io::Error::other(e).into()),
         }
     }
 }
