@@ -21,7 +21,7 @@ use tezos_p2p_wire::version::NetworkVersion;
 use crate::pool::acl::Acl;
 use crate::pool::core::{periodic_jobs, Inner, Registrations};
 pub use crate::pool::core::{Config, NetError, PeerConnection, Triggers};
-use crate::pool::events::P2pEvent;
+use crate::pool::events::{EventKind, P2pEvent};
 use crate::pool::limits::Limits;
 use crate::pool::peers::PeerMeta;
 use crate::pool::{ExpectedIdAction, Tables};
@@ -324,14 +324,14 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
         self.inner.events.subscribe()
     }
 
-    /// How many events of the kind whose [`P2pEvent::tag`] is `tag` the pool
-    /// has logged since it was created: exact, where a subscriber of
-    /// [`events`](Self::events) that falls behind loses some (the node's
-    /// metrics count Octez's swap, bootstrap and advertise messages so).
-    pub fn event_count(&self, tag: u8) -> u64 {
+    /// How many events of `kind` the pool has logged since it was created:
+    /// exact, where a subscriber of [`events`](Self::events) that falls
+    /// behind loses some (the node's metrics count Octez's swap, bootstrap
+    /// and advertise messages so).
+    pub fn event_count(&self, kind: EventKind) -> u64 {
         self.inner
             .event_counts
-            .get(usize::from(tag))
+            .get(usize::from(kind.tag()))
             .map_or(0, |n| n.load(Ordering::Relaxed))
     }
 

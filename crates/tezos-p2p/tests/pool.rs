@@ -1525,7 +1525,7 @@ async fn registrations_log_new_entries_and_gc_runs() {
         ]
     );
     // The counts are exact, subscriber or not.
-    let count = |e: P2pEvent| net.event_count(e.tag());
+    let count = |e: P2pEvent| net.event_count(e.kind());
     assert_eq!(count(P2pEvent::NewPoint { point: point(0) }), 3);
     assert_eq!(count(P2pEvent::GcPoints), 1);
     assert_eq!(

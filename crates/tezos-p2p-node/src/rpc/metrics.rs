@@ -35,6 +35,7 @@ use prometheus_client::encoding::{prometheus_text, text, DescriptorEncoder, Enco
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use tezos_p2p::events::EventKind;
 
 use super::*;
 
@@ -69,8 +70,8 @@ impl<M: App> Collector for NodeCollector<M> {
         };
         let c = &node.counters;
         // Octez's swap, bootstrap and advertise counters are the pool's
-        // exact counts of those events (by `P2pEvent::tag`, named beside).
-        let events = |tag: u8| node.net.event_count(tag);
+        // exact counts of those events.
+        let events = |kind: EventKind| node.net.event_count(kind);
         for (name, help, value) in [
             (
                 "octez_p2p_messages_broadcast_message_sent",
@@ -95,54 +96,58 @@ impl<M: App> Collector for NodeCollector<M> {
             (
                 "octez_p2p_messages_advertise_received",
                 "Number of advertise received",
-                events(25), // AdvertiseReceived
+                events(EventKind::AdvertiseReceived),
             ),
             (
                 "octez_p2p_messages_advertise_sent",
                 "Number of advertise sent",
-                events(24), // AdvertiseSent
+                events(EventKind::AdvertiseSent),
             ),
             (
                 "octez_p2p_messages_bootstrap_received",
                 "Number of bootstrap received",
-                events(23), // BootstrapReceived
+                events(EventKind::BootstrapReceived),
             ),
             (
                 "octez_p2p_messages_bootstrap_sent",
                 "Number of bootstrap sent",
-                events(22), // BootstrapSent
+                events(EventKind::BootstrapSent),
             ),
             (
                 "octez_p2p_messages_swap_requests_sent",
                 "Number of swap sent",
-                events(17), // SwapRequestSent
+                events(EventKind::SwapRequestSent),
             ),
             (
                 "octez_p2p_messages_swap_requests_received",
                 "Number of swap received",
-                events(15), // SwapRequestReceived
+                events(EventKind::SwapRequestReceived),
             ),
             (
                 "octez_p2p_messages_swap_ack_sent",
                 "Number of swap acks sent",
-                events(18), // SwapAckSent
+                events(EventKind::SwapAckSent),
             ),
             (
                 "octez_p2p_messages_swap_ack_received",
                 "Number of swap acks received",
-                events(16), // SwapAckReceived
+                events(EventKind::SwapAckReceived),
             ),
             (
                 "octez_p2p_swap_ignored",
                 "Number of ignored swap",
-                events(19), // SwapRequestIgnored
+                events(EventKind::SwapRequestIgnored),
             ),
             (
                 "octez_p2p_swap_success",
                 "Number of successful swap",
-                events(20), // SwapSuccess
+                events(EventKind::SwapSuccess),
             ),
-            ("octez_p2p_swap_fail", "Number of failed swap", events(21)),
+            (
+                "octez_p2p_swap_fail",
+                "Number of failed swap",
+                events(EventKind::SwapFailure),
+            ),
             (
                 "tezos_p2p_node_user_message_received_bytes",
                 "Bytes of the application messages received",

@@ -28,7 +28,7 @@ use tezos_p2p_wire::rejection::Motive;
 use tezos_p2p_wire::version::{NetworkVersion, SupportedVersions};
 
 use crate::pool::acl::Acl;
-use crate::pool::events::P2pEvent;
+use crate::pool::events::{EventKind, P2pEvent};
 use crate::pool::limits::{Limits, LimitsError};
 use crate::pool::peers::{ConnId, PeerMeta};
 use crate::pool::points::ReconnectionConfig;
@@ -471,7 +471,7 @@ pub(crate) struct Inner<A, C, P> {
 }
 
 /// Kinds of [`P2pEvent`] (its tags are below this).
-pub(crate) const EVENT_KINDS: usize = 28;
+pub(crate) const EVENT_KINDS: usize = EventKind::ALL.len();
 
 /// Events kept for slow subscribers before they lag.
 const EVENT_BUFFER: usize = 1024;
@@ -717,10 +717,13 @@ mod tests {
 
     #[test]
     fn every_event_kind_has_a_count() {
-        // The largest tag is the last kind's.
-        assert_eq!(
-            EVENT_KINDS,
-            usize::from(P2pEvent::MaintenanceEnded.tag()) + 1
-        );
+        // Each kind has its own slot in `event_counts`.
+        let mut slots = [false; EVENT_KINDS];
+        for kind in EventKind::ALL {
+            let slot = &mut slots[usize::from(kind.tag())];
+            assert!(!*slot, "{kind:?}");
+            *slot = true;
+        }
+        assert!(slots.iter().all(|s| *s));
     }
 }

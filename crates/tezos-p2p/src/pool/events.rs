@@ -155,41 +155,153 @@ pub enum P2pEvent {
     MaintenanceEnded,
 }
 
+/// The kind of a [`P2pEvent`], without its payload: what
+/// [`Net::event_count`](crate::Net::event_count) counts. Its value is the
+/// event's tag, Octez's binary union tag (`P2p_connection.P2p_event`;
+/// 26 and 27 are our extension for the maintenance events, which Octez
+/// cannot encode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// [`P2pEvent::TooFewConnections`].
+    TooFewConnections = 0,
+    /// [`P2pEvent::TooManyConnections`].
+    TooManyConnections = 1,
+    /// [`P2pEvent::NewPoint`].
+    NewPoint = 2,
+    /// [`P2pEvent::NewPeer`].
+    NewPeer = 3,
+    /// [`P2pEvent::IncomingConnection`].
+    IncomingConnection = 4,
+    /// [`P2pEvent::OutgoingConnection`].
+    OutgoingConnection = 5,
+    /// [`P2pEvent::AuthenticationFailed`].
+    AuthenticationFailed = 6,
+    /// [`P2pEvent::AcceptingRequest`].
+    AcceptingRequest = 7,
+    /// [`P2pEvent::RejectingRequest`].
+    RejectingRequest = 8,
+    /// [`P2pEvent::RequestRejected`].
+    RequestRejected = 9,
+    /// [`P2pEvent::ConnectionEstablished`].
+    ConnectionEstablished = 10,
+    /// [`P2pEvent::Disconnection`].
+    Disconnection = 11,
+    /// [`P2pEvent::ExternalDisconnection`].
+    ExternalDisconnection = 12,
+    /// [`P2pEvent::GcPoints`].
+    GcPoints = 13,
+    /// [`P2pEvent::GcPeerIds`].
+    GcPeerIds = 14,
+    /// [`P2pEvent::SwapRequestReceived`].
+    SwapRequestReceived = 15,
+    /// [`P2pEvent::SwapAckReceived`].
+    SwapAckReceived = 16,
+    /// [`P2pEvent::SwapRequestSent`].
+    SwapRequestSent = 17,
+    /// [`P2pEvent::SwapAckSent`].
+    SwapAckSent = 18,
+    /// [`P2pEvent::SwapRequestIgnored`].
+    SwapRequestIgnored = 19,
+    /// [`P2pEvent::SwapSuccess`].
+    SwapSuccess = 20,
+    /// [`P2pEvent::SwapFailure`].
+    SwapFailure = 21,
+    /// [`P2pEvent::BootstrapSent`].
+    BootstrapSent = 22,
+    /// [`P2pEvent::BootstrapReceived`].
+    BootstrapReceived = 23,
+    /// [`P2pEvent::AdvertiseSent`].
+    AdvertiseSent = 24,
+    /// [`P2pEvent::AdvertiseReceived`].
+    AdvertiseReceived = 25,
+    /// [`P2pEvent::MaintenanceStarted`].
+    MaintenanceStarted = 26,
+    /// [`P2pEvent::MaintenanceEnded`].
+    MaintenanceEnded = 27,
+}
+
+impl EventKind {
+    /// Every kind, in the order of their tags (the tag of `ALL[i]` is `i`).
+    pub const ALL: &'static [EventKind] = &[
+        EventKind::TooFewConnections,
+        EventKind::TooManyConnections,
+        EventKind::NewPoint,
+        EventKind::NewPeer,
+        EventKind::IncomingConnection,
+        EventKind::OutgoingConnection,
+        EventKind::AuthenticationFailed,
+        EventKind::AcceptingRequest,
+        EventKind::RejectingRequest,
+        EventKind::RequestRejected,
+        EventKind::ConnectionEstablished,
+        EventKind::Disconnection,
+        EventKind::ExternalDisconnection,
+        EventKind::GcPoints,
+        EventKind::GcPeerIds,
+        EventKind::SwapRequestReceived,
+        EventKind::SwapAckReceived,
+        EventKind::SwapRequestSent,
+        EventKind::SwapAckSent,
+        EventKind::SwapRequestIgnored,
+        EventKind::SwapSuccess,
+        EventKind::SwapFailure,
+        EventKind::BootstrapSent,
+        EventKind::BootstrapReceived,
+        EventKind::AdvertiseSent,
+        EventKind::AdvertiseReceived,
+        EventKind::MaintenanceStarted,
+        EventKind::MaintenanceEnded,
+    ];
+
+    /// Octez's binary union tag of the kind.
+    pub fn tag(self) -> u8 {
+        self as u8
+    }
+}
+
 impl P2pEvent {
-    /// Octez's binary union tag for this kind (26/27 are our extension for
-    /// the maintenance events, which Octez cannot encode).
-    pub fn tag(&self) -> u8 {
+    /// The kind of the event.
+    pub fn kind(&self) -> EventKind {
         use P2pEvent::*;
         match self {
-            TooFewConnections => 0,
-            TooManyConnections => 1,
-            NewPoint { .. } => 2,
-            NewPeer { .. } => 3,
-            IncomingConnection { .. } => 4,
-            OutgoingConnection { .. } => 5,
-            AuthenticationFailed { .. } => 6,
-            AcceptingRequest { .. } => 7,
-            RejectingRequest { .. } => 8,
-            RequestRejected { .. } => 9,
-            ConnectionEstablished { .. } => 10,
-            Disconnection { .. } => 11,
-            ExternalDisconnection { .. } => 12,
-            GcPoints => 13,
-            GcPeerIds => 14,
-            SwapRequestReceived { .. } => 15,
-            SwapAckReceived { .. } => 16,
-            SwapRequestSent { .. } => 17,
-            SwapAckSent { .. } => 18,
-            SwapRequestIgnored { .. } => 19,
-            SwapSuccess { .. } => 20,
-            SwapFailure { .. } => 21,
-            BootstrapSent { .. } => 22,
-            BootstrapReceived { .. } => 23,
-            AdvertiseSent { .. } => 24,
-            AdvertiseReceived { .. } => 25,
-            MaintenanceStarted => 26,
-            MaintenanceEnded => 27,
+            TooFewConnections => EventKind::TooFewConnections,
+            TooManyConnections => EventKind::TooManyConnections,
+            NewPoint { .. } => EventKind::NewPoint,
+            NewPeer { .. } => EventKind::NewPeer,
+            IncomingConnection { .. } => EventKind::IncomingConnection,
+            OutgoingConnection { .. } => EventKind::OutgoingConnection,
+            AuthenticationFailed { .. } => EventKind::AuthenticationFailed,
+            AcceptingRequest { .. } => EventKind::AcceptingRequest,
+            RejectingRequest { .. } => EventKind::RejectingRequest,
+            RequestRejected { .. } => EventKind::RequestRejected,
+            ConnectionEstablished { .. } => EventKind::ConnectionEstablished,
+            Disconnection { .. } => EventKind::Disconnection,
+            ExternalDisconnection { .. } => EventKind::ExternalDisconnection,
+            GcPoints => EventKind::GcPoints,
+            GcPeerIds => EventKind::GcPeerIds,
+            SwapRequestReceived { .. } => EventKind::SwapRequestReceived,
+            SwapAckReceived { .. } => EventKind::SwapAckReceived,
+            SwapRequestSent { .. } => EventKind::SwapRequestSent,
+            SwapAckSent { .. } => EventKind::SwapAckSent,
+            SwapRequestIgnored { .. } => EventKind::SwapRequestIgnored,
+            SwapSuccess { .. } => EventKind::SwapSuccess,
+            SwapFailure { .. } => EventKind::SwapFailure,
+            BootstrapSent { .. } => EventKind::BootstrapSent,
+            BootstrapReceived { .. } => EventKind::BootstrapReceived,
+            AdvertiseSent { .. } => EventKind::AdvertiseSent,
+            AdvertiseReceived { .. } => EventKind::AdvertiseReceived,
+            MaintenanceStarted => EventKind::MaintenanceStarted,
+            MaintenanceEnded => EventKind::MaintenanceEnded,
         }
+    }
+
+    /// Octez's binary union tag for this kind (26/27 are our extension for
+    /// the maintenance events, which Octez cannot encode): the tag of its
+    /// [`kind`](Self::kind).
+    pub fn tag(&self) -> u8 {
+        self.kind().tag()
     }
 }
 
@@ -674,6 +786,92 @@ mod tests {
         let v = serde_json::to_value(P2pEvent::SwapAckSent { source: pid(3) }).unwrap();
         assert_eq!(v["event"], "swap_ack_sent");
         assert_eq!(v["source"], pid(3).to_string());
+    }
+
+    /// Every event, with Octez's tag of its kind (`P2p_connection.P2p_event`'s
+    /// union cases, in order; 26 and 27 ours): its kind is the kind of the
+    /// same name, whose tag is that tag.
+    #[test]
+    fn every_event_kind_maps_to_its_tag() {
+        let p = Point::new([1, 2, 3, 4].into(), 9732);
+        let id = ConnId::new(p.ip(), Some(p.port()));
+        let source = pid(1);
+        let events = [
+            (P2pEvent::TooFewConnections, 0),
+            (P2pEvent::TooManyConnections, 1),
+            (P2pEvent::NewPoint { point: p }, 2),
+            (P2pEvent::NewPeer { peer_id: source }, 3),
+            (P2pEvent::IncomingConnection { point: p }, 4),
+            (P2pEvent::OutgoingConnection { point: p }, 5),
+            (P2pEvent::AuthenticationFailed { point: p }, 6),
+            (
+                P2pEvent::AcceptingRequest {
+                    point: p,
+                    id_point: id,
+                    peer_id: source,
+                },
+                7,
+            ),
+            (
+                P2pEvent::RejectingRequest {
+                    point: p,
+                    id_point: id,
+                    peer_id: source,
+                },
+                8,
+            ),
+            (
+                P2pEvent::RequestRejected {
+                    point: p,
+                    identity: None,
+                },
+                9,
+            ),
+            (
+                P2pEvent::ConnectionEstablished {
+                    id_point: id,
+                    peer_id: source,
+                },
+                10,
+            ),
+            (P2pEvent::Disconnection { peer_id: source }, 11),
+            (P2pEvent::ExternalDisconnection { peer_id: source }, 12),
+            (P2pEvent::GcPoints, 13),
+            (P2pEvent::GcPeerIds, 14),
+            (P2pEvent::SwapRequestReceived { source }, 15),
+            (P2pEvent::SwapAckReceived { source }, 16),
+            (P2pEvent::SwapRequestSent { source }, 17),
+            (P2pEvent::SwapAckSent { source }, 18),
+            (P2pEvent::SwapRequestIgnored { source }, 19),
+            (P2pEvent::SwapSuccess { source }, 20),
+            (P2pEvent::SwapFailure { source }, 21),
+            (P2pEvent::BootstrapSent { source }, 22),
+            (P2pEvent::BootstrapReceived { source }, 23),
+            (P2pEvent::AdvertiseSent { source }, 24),
+            (P2pEvent::AdvertiseReceived { source }, 25),
+            (P2pEvent::MaintenanceStarted, 26),
+            (P2pEvent::MaintenanceEnded, 27),
+        ];
+        // One event of every kind, each kind once.
+        assert_eq!(events.len(), EventKind::ALL.len());
+        for (i, (e, tag)) in events.iter().enumerate() {
+            let kind = e.kind();
+            assert_eq!(e.tag(), *tag, "{e:?}");
+            assert_eq!(kind.tag(), *tag, "{e:?}");
+            assert_eq!(usize::from(*tag), i, "{e:?}");
+            assert_eq!(EventKind::ALL[i], kind, "{e:?}");
+            // The kind of the same name: `NewPoint` for `new_point`.
+            let json = serde_json::to_value(e).unwrap();
+            let snake: String = format!("{kind:?}")
+                .chars()
+                .enumerate()
+                .flat_map(|(j, c)| {
+                    let sep = (j > 0 && c.is_ascii_uppercase()).then_some('_');
+                    sep.into_iter().chain(c.to_lowercase())
+                })
+                .collect();
+            assert_eq!(json["event"], snake.as_str(), "{e:?}");
+        }
     }
 
     #[test]
