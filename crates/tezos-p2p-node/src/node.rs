@@ -312,14 +312,16 @@ impl<M: App> Node<M> {
 
     /// Broadcasts `msg` to every running connection; returns to how many
     /// it was queued. Counted as Octez does: once per connection in
-    /// `broadcast_message_sent`, not in `user_message_sent`.
+    /// `broadcast_message_sent`, queued or dropped on a full queue (the
+    /// pool counts the drops), not in `user_message_sent`.
     pub fn broadcast(&self, msg: &M) -> Result<usize, NetError> {
-        let n = self.net.broadcast(msg, None, None)?;
+        let out = self.net.broadcast(msg, None, None)?;
         self.counters
             .broadcast_message_sent
-            .fetch_add(n as u64, Ordering::Relaxed);
-        self.counters.kind(msg.name(), |k| k.sent += n as u64);
-        Ok(n)
+            .fetch_add((out.queued + out.dropped) as u64, Ordering::Relaxed);
+        self.counters
+            .kind(msg.name(), |k| k.sent += out.queued as u64);
+        Ok(out.queued)
     }
 
     /// Sends `msg` to `peer`.

@@ -257,6 +257,9 @@ fn both_formats_pass_promtool_and_count_as_octez() {
     // As Octez counts: a broadcast counts once per connection it is
     // written on, not as a user message; a send is a user message.
     assert_eq!(sp["octez_p2p_messages_broadcast_message_sent_total"], 1.0);
+    // Written on, and queued: none dropped (the pool's count).
+    assert_eq!(sp["tezos_p2p_broadcast_dropped_total"], 0.0);
+    assert_eq!(types(&om)["tezos_p2p_broadcast_dropped"], "counter");
     assert_eq!(sp["octez_p2p_messages_user_message_sent_total"], 0.0);
     assert_eq!(sp["octez_p2p_messages_user_message_received_total"], 1.0);
     assert_eq!(

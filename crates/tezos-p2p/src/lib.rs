@@ -80,7 +80,7 @@ pub mod pool;
 pub mod sim;
 pub mod socket;
 
-pub use net::{Config, ConnectOptions, Net, NetError, PeerConnection};
+pub use net::{BroadcastOutcome, Config, ConnectOptions, Net, NetError, PeerConnection};
 pub use pool::{acl, discovery, events, limits, peers, points};
 pub use socket::{budget, scheduler, transport};
 pub use tezos_p2p_wire as wire;

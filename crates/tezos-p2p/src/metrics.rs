@@ -50,12 +50,14 @@
 //! | `tezos_p2p_incoming_handshakes` | gauge | incoming handshakes in progress ([`Net::incoming_handshakes`]) |
 //! | `tezos_p2p_incoming_handshake_sources` | gauge | their sources: IPv4 addresses and IPv6 /64s ([`Net::incoming_handshake_sources`]) |
 //! | `tezos_p2p_undrained_connections` | gauge | ended connections with messages not yet received ([`Net::undrained_connections`]) |
+//! | `tezos_p2p_broadcast_dropped` | counter | broadcast writes dropped on a full write queue ([`Net::broadcast_dropped`]; Octez drops them without a count) |
 //!
 //! Octez's message counters (`octez_p2p_messages_*`, `octez_p2p_swap_*`)
 //! count what an application does with the pool and its events; the node
 //! (`tezos-p2p-node`) registers them beside these.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use prometheus_client::collector::Collector;
@@ -103,6 +105,7 @@ struct Snapshot {
     handshakes: u64,
     handshake_sources: u64,
     undrained: u64,
+    broadcast_dropped: u64,
 }
 
 struct PoolCollector<A, C, P> {
@@ -126,6 +129,7 @@ impl<A, C: ConnMeta, P> PoolCollector<A, C, P> {
             stat: inner.scheduler.stat(),
             partial_bytes: n(inner.budget.used()),
             partial_waiting: n(inner.budget.waiting()),
+            broadcast_dropped: inner.broadcast_dropped.load(Ordering::Relaxed),
             ..Snapshot::default()
         };
         let st = inner.state();
@@ -310,6 +314,12 @@ where
         ] {
             gauge(e, name, help, v)?;
         }
+        counter(
+            e,
+            "tezos_p2p_broadcast_dropped",
+            "Broadcast writes dropped because the connection's write queue was full",
+            s.broadcast_dropped,
+        )?;
         Ok(())
     }
 }
@@ -433,6 +443,7 @@ mod tests {
             ("tezos_p2p_partial_message_waiting_connections", 0.0),
             ("tezos_p2p_incoming_handshakes", 0.0),
             ("tezos_p2p_undrained_connections", 0.0),
+            ("tezos_p2p_broadcast_dropped_total", 0.0),
         ] {
             assert_eq!(s[name], v, "{name}");
         }

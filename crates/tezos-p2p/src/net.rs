@@ -72,6 +72,23 @@ impl ConnectOptions {
     }
 }
 
+/// What [`Net::broadcast`] did with a message, connection by connection.
+///
+/// Octez drops a broadcast message silently where a connection's write
+/// queue is full (`P2p_socket.write_encoded_now`) and counts it sent all
+/// the same (`octez_p2p_messages_broadcast_message_sent` counts
+/// `queued + dropped`); here the drops are told apart, and the pool counts
+/// them ([`Net::broadcast_dropped`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BroadcastOutcome {
+    /// Connections the message was queued on.
+    pub queued: usize,
+    /// Connections it was dropped on: their write queue was full (or
+    /// closed, the connection ending).
+    pub dropped: usize,
+}
+
 /// The pool of connections. Cheap to clone.
 ///
 /// `Net<A, C, P>`: `A` is the application's message type (any
@@ -483,18 +500,19 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
 
     /// Sends `msg` to every running connection but those `except` selects;
     /// connections `alt` selects get `alt`'s message instead. Each message is
-    /// encoded once; a full queue drops it (best effort). Returns how many
-    /// connections it was queued on.
+    /// encoded once; a full queue drops it (best effort, as Octez). Returns
+    /// how many connections it was queued on and dropped on; the drops are
+    /// also counted in [`broadcast_dropped`](Self::broadcast_dropped).
     #[allow(clippy::type_complexity)]
     pub fn broadcast(
         &self,
         msg: &A,
         except: Option<&dyn Fn(&PeerConnection<A, C>) -> bool>,
         alt: Option<(&dyn Fn(&PeerConnection<A, C>) -> bool, &A)>,
-    ) -> Result<usize, NetError> {
+    ) -> Result<BroadcastOutcome, NetError> {
         let main = Connection::<A, C>::encode(&P2pMessage::Message(msg.clone()))?;
         let mut alt_bytes: Option<Bytes> = None;
-        let mut sent = 0;
+        let mut outcome = BroadcastOutcome::default();
         for conn in self.connections() {
             if except.is_some_and(|f| f(&conn)) {
                 continue;
@@ -511,10 +529,25 @@ impl<A: AppMessage + Clone + Sync, C: ConnMeta, P: PeerMeta> Net<A, C, P> {
                 _ => main.clone(),
             };
             if conn.socket.write_encoded_now(bytes).unwrap_or(false) {
-                sent += 1;
+                outcome.queued += 1;
+            } else {
+                outcome.dropped += 1;
             }
         }
-        Ok(sent)
+        if outcome.dropped > 0 {
+            let dropped = u64::try_from(outcome.dropped).unwrap_or(u64::MAX);
+            self.inner
+                .broadcast_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+        Ok(outcome)
+    }
+
+    /// How many broadcast writes the pool has dropped since it was created,
+    /// over every [`broadcast`](Self::broadcast): one per connection whose
+    /// write queue was full (or closed). Octez drops them without a count.
+    pub fn broadcast_dropped(&self) -> u64 {
+        self.inner.broadcast_dropped.load(Ordering::Relaxed)
     }
 
     /// Sends a P2P-layer message (Bootstrap, Advertise…) without waiting.

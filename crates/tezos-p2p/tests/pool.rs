@@ -696,7 +696,7 @@ async fn broadcast_delivers_identical_payloads() {
             .map(|i| (i as u8) ^ round.wrapping_mul(37))
             .collect();
         let msg = RawMessage { tag: 0x11, body };
-        assert_eq!(n1.broadcast(&msg, None, None).unwrap(), 2);
+        assert_eq!(n1.broadcast(&msg, None, None).unwrap().queued, 2);
         assert_eq!(recv_within(&n2, &r2).await, msg);
         assert_eq!(recv_within(&n3, &r3).await, msg);
     }
@@ -707,19 +707,84 @@ async fn broadcast_delivers_identical_payloads() {
         tag: 0x10,
         body: b"not for 2".to_vec(),
     };
-    assert_eq!(n1.broadcast(&m, Some(&except), None).unwrap(), 1);
+    assert_eq!(n1.broadcast(&m, Some(&except), None).unwrap().queued, 1);
     assert_eq!(recv_within(&n3, &r3).await, m);
     // alt: node 2 gets the alternative.
     let alt = RawMessage {
         tag: 0x12,
         body: b"alt".to_vec(),
     };
-    assert_eq!(n1.broadcast(&m, None, Some((&except, &alt))).unwrap(), 2);
+    assert_eq!(
+        n1.broadcast(&m, None, Some((&except, &alt)))
+            .unwrap()
+            .queued,
+        2
+    );
     assert_eq!(recv_within(&n2, &r2).await, alt);
     assert_eq!(recv_within(&n3, &r3).await, m);
     // Nothing else arrived at node 2 (the excepted message never came).
     n1.send(&c12, ping()).await.unwrap();
     assert_eq!(recv_within(&n2, &r2).await, ping());
+    shutdown_all(&[n1, n2, n3]).await;
+}
+
+/// A broadcast is dropped on a connection whose write queue is full, and
+/// the drop is told and counted: node 2 reads nothing, so its queues, the
+/// pipe and then node 1's write queue towards it fill up; a broadcast then
+/// reaches node 3, connected since, and is dropped towards node 2.
+#[tokio::test(start_paused = true)]
+async fn broadcast_counts_writes_dropped_by_a_full_queue() {
+    let mem = MemoryNetwork::new();
+    let small_queues = |_: &mut Config<OctezMetadata>, l: &mut Limits| {
+        l.outgoing_message_queue_size = 8 * 1024;
+        l.incoming_message_queue_size = 8 * 1024;
+        l.incoming_app_message_queue_size = 4;
+    };
+    let n1 = node_with(&mem, 1, small_queues).await;
+    let n2 = node_with(&mem, 2, small_queues).await;
+    let n3 = node(&mem, 3).await;
+    n1.connect(point(2)).await.unwrap();
+    eventually("running", || n2.active_connections() == 1).await;
+    let msg = RawMessage {
+        tag: 0x10,
+        body: vec![7; 1000],
+    };
+    // Nothing full yet.
+    let first = n1.broadcast(&msg, None, None).unwrap();
+    assert_eq!((first.queued, first.dropped), (1, 0));
+    assert_eq!(n1.broadcast_dropped(), 0);
+    // Broadcast until node 1's queue towards node 2 stays full: a drop
+    // right after a rest in which the drivers moved all they could.
+    let (mut queued, mut dropped, mut rested, mut stuck) = (1, 0, false, false);
+    for _ in 0..100_000 {
+        let out = n1.broadcast(&msg, None, None).unwrap();
+        assert_eq!(out.queued + out.dropped, 1);
+        queued += out.queued;
+        dropped += out.dropped;
+        if out.dropped == 0 {
+            rested = false;
+        } else if rested {
+            stuck = true;
+            break;
+        } else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rested = true;
+        }
+    }
+    assert!(stuck, "the queue never stayed full ({queued} queued)");
+    assert!(dropped >= 2);
+    assert_eq!(n1.broadcast_dropped(), dropped as u64);
+    // Node 3 connects: one broadcast is queued towards it and dropped
+    // towards node 2, whose queue is still full.
+    let c13 = n1.connect(point(3)).await.unwrap();
+    let r3 = n3.find_connection_by_peer_id(&n1.peer_id()).unwrap();
+    let out = n1.broadcast(&msg, None, None).unwrap();
+    assert_eq!((out.queued, out.dropped), (1, 1));
+    assert_eq!(n1.broadcast_dropped(), dropped as u64 + 1);
+    assert_eq!(recv_within(&n3, &r3).await, msg);
+    // Node 2 still holds the connection: the drops did not end it.
+    assert_eq!(n1.active_connections(), 2);
+    drop(c13);
     shutdown_all(&[n1, n2, n3]).await;
 }
 
@@ -1366,7 +1431,7 @@ async fn tcp_three_nodes_connect_broadcast_and_shut_down() {
         tag: 0x11,
         body: vec![7; 40_000],
     };
-    assert_eq!(nets[0].broadcast(&msg, None, None).unwrap(), 2);
+    assert_eq!(nets[0].broadcast(&msg, None, None).unwrap().queued, 2);
     for n in &nets[1..] {
         let c = n.find_connection_by_peer_id(&nets[0].peer_id()).unwrap();
         assert_eq!(recv_within(n, &c).await, msg);

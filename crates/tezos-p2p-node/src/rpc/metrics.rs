@@ -9,8 +9,10 @@
 //!   (Octez's `P2p_conn.write`, `write_now`), whether or not the message
 //!   is queued;
 //! * `octez_p2p_messages_broadcast_message_sent`: one per connection a
-//!   broadcast is queued on (Octez's `write_encoded_now`, one per
-//!   connection); broadcasts are not in `user_message_sent`, as in Octez;
+//!   broadcast is written to (Octez's `write_encoded_now`, one per
+//!   connection), whether it is queued or dropped on a full queue (the
+//!   drops are the pool's `tezos_p2p_broadcast_dropped`); broadcasts are
+//!   not in `user_message_sent`, as in Octez;
 //! * `octez_p2p_messages_user_message_received`: application messages
 //!   received;
 //! * `octez_p2p_messages_user_message_received_error`: reads of a

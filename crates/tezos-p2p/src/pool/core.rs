@@ -458,6 +458,9 @@ pub(crate) struct Inner<A, C, P> {
     /// Events logged since the start, by [`P2pEvent::tag`]: exact, where a
     /// subscriber of `events` that lags loses some.
     pub(crate) event_counts: [AtomicU64; EVENT_KINDS],
+    /// Broadcast writes dropped since the start: the connection's write
+    /// queue was full or closed.
+    pub(crate) broadcast_dropped: AtomicU64,
     pub(crate) listener: Mutex<Option<Listener>>,
     pub(crate) listening_port: Option<u16>,
     /// The maintenance worker's signals.
@@ -656,6 +659,7 @@ impl<A, C: ConnMeta, P: PeerMeta> Inner<A, C, P> {
             app_message: Notify::new(),
             recv_any_turn: AtomicUsize::new(0),
             event_counts: Default::default(),
+            broadcast_dropped: AtomicU64::new(0),
             listener: Mutex::new(listener),
             listening_port,
             maintenance: Default::default(),
