@@ -1,171 +1,663 @@
-//! A large simulated network (issue 5): `--nodes` pools on the in-memory
-//! transport, each knowing only node 0, on a current-thread runtime with
-//! tokio's clock paused (virtual time; reproducible for a given seed).
+//! Simulated networks (issues 5 and 16): `--nodes` pools on the in-memory
+//! transport, over links with latency by region, jitter and bandwidth
+//! (`--latency 0`: instant links), on a current-thread runtime with tokio's
+//! clock paused (virtual time; a seed gives the same run). Each scenario is
+//! a subcommand:
 //!
 //! ```text
-//! cargo run --release -p tezos-p2p --example sim -- --nodes 1000 [--seed S] \
-//!     [--min 4 --expected 6 --max 8] [--idle SECS] [--limit SECS]
+//! cargo run --release -p tezos-p2p --example sim -- SCENARIO [options]
+//!
+//! converge    N nodes join (node 0 first, --join-every ms apart) and run
+//!             until every node is within its thresholds
+//! churn       converge, then replace --rate % of the nodes per minute for
+//!             --minutes minutes (--crash % of the leavers crash, the others
+//!             shut down), spread evenly over each minute
+//! partition   converge, split the nodes 50/50 for --secs seconds, heal, and
+//!             run until the network is one connected component again
+//! nat         converge with --nat % of the nodes behind NAT (default 30)
+//! gossip      converge, flood --messages messages of --size bytes from
+//!             random nodes, then follow a new node's address
+//!
+//! options: --nodes N (1000) --seed S (7) --min 4 --expected 6 --max 8
+//!          --idle SECS (10) --latency MS (100, median one way) --nat PCT
+//!          --known K (1: joiners know node 0 only) --join-every MS (10)
+//!          --limit SECS (3600) --sample SECS (1) --out DIR
+//!          (target/sim/SCENARIO-N) --plots 0|1 (1)
 //! ```
 //!
-//! Prints the virtual time to converge (every node within its maintenance
-//! thresholds), the wall time, the P2P messages sent (Bootstrap, Advertise,
-//! Swap request/ack, counted from the pools' events), connections
-//! established, bytes sent, and the peak memory (VmHWM).
+//! Prints a summary and writes `results.json` (parameters, figures, the
+//! timeline of connections per node) and SVG plots into `--out`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tezos_p2p::events::P2pEvent;
-use tezos_p2p::sim::{SimConfig, Simulation};
+use rand::Rng;
+use serde_json::{json, Value};
 
-#[derive(Default)]
-struct Counters {
-    bootstrap: AtomicU64,
-    advertise: AtomicU64,
-    swap_request: AtomicU64,
-    swap_ack: AtomicU64,
-    established: AtomicU64,
-    disconnections: AtomicU64,
-    lagged: AtomicU64,
+use tezos_p2p::sim::{reach_time, Gossip, Leave, NodeTotals, SimConfig, Simulation};
+use tezos_p2p::wire::point::Point;
+
+#[path = "support/sim_plot.rs"]
+mod plot;
+
+struct Args {
+    scenario: String,
+    map: HashMap<String, String>,
 }
 
-fn args() -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let Some(k) = k.strip_prefix("--") else {
-            panic!("unexpected argument {k}");
+impl Args {
+    fn parse() -> Self {
+        let mut it = std::env::args().skip(1).peekable();
+        let scenario = match it.peek() {
+            Some(s) if !s.starts_with("--") => it.next().expect("peeked"),
+            _ => "converge".to_string(),
         };
-        let v = it.next().unwrap_or_else(|| panic!("--{k} needs a value"));
-        out.insert(k.to_string(), v);
+        let mut map = HashMap::new();
+        while let Some(k) = it.next() {
+            let Some(k) = k.strip_prefix("--") else {
+                panic!("unexpected argument {k}");
+            };
+            let v = it.next().unwrap_or_else(|| panic!("--{k} needs a value"));
+            map.insert(k.to_string(), v);
+        }
+        Args { scenario, map }
     }
-    out
+
+    fn get<T: std::str::FromStr>(&self, k: &str, default: T) -> T {
+        self.map.get(k).map_or(default, |v| {
+            v.parse().unwrap_or_else(|_| panic!("bad --{k}"))
+        })
+    }
 }
 
-fn peak_memory_kib() -> Option<u64> {
+fn proc_status(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn main() {
-    let a = args();
-    let get = |k: &str, d: u64| a.get(k).map_or(d, |v| v.parse().expect(k));
-    let nodes = get("nodes", 1000) as usize;
-    let seed = get("seed", 7);
-    let (min, expected, max) = (
-        get("min", 4) as usize,
-        get("expected", 6) as usize,
-        get("max", 8) as usize,
-    );
-    let mut cfg = SimConfig::new(nodes, min, expected, max, seed);
-    if let Some(idle) = a.get("idle") {
-        cfg.limits.maintenance_idle_time = Some(Duration::from_secs(idle.parse().expect("idle")));
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// One look at the network.
+#[derive(Clone, Debug)]
+struct Sample {
+    t: f64,
+    alive: usize,
+    within: usize,
+    min: usize,
+    mean: f64,
+    max: usize,
+    p2p: u64,
+    bytes: u64,
+    components: Option<usize>,
+}
+
+fn sample(sim: &Simulation, t0: tokio::time::Instant, components: bool) -> Sample {
+    let counts: Vec<usize> = sim
+        .connection_counts()
+        .into_iter()
+        .zip(sim.slots())
+        .filter(|(_, s)| s.alive)
+        .map(|(c, _)| c)
+        .collect();
+    let (within, alive) = sim.within();
+    let totals = sim.totals();
+    Sample {
+        t: t0.elapsed().as_secs_f64(),
+        alive,
+        within,
+        min: counts.iter().copied().min().unwrap_or(0),
+        mean: counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64,
+        max: counts.iter().copied().max().unwrap_or(0),
+        p2p: totals.p2p_messages(),
+        bytes: totals.bytes_sent,
+        components: components.then(|| sim.components().len()),
     }
-    let limit = Duration::from_secs(get("limit", 3600));
+}
+
+/// Runs the clock, sampling every `every`, until `done` or `limit`;
+/// returns the time `done` became true.
+async fn run(
+    sim: &Simulation,
+    t0: tokio::time::Instant,
+    timeline: &mut Vec<Sample>,
+    every: Duration,
+    limit: Duration,
+    components: bool,
+    mut done: impl FnMut(&Simulation, &Sample) -> bool,
+) -> Option<Duration> {
+    let start = tokio::time::Instant::now();
+    loop {
+        let s = sample(sim, t0, components);
+        let finished = done(sim, &s);
+        timeline.push(s);
+        if finished {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+fn histogram(sim: &Simulation) -> Vec<usize> {
+    let mut h = Vec::new();
+    for (c, s) in sim.connection_counts().into_iter().zip(sim.slots()) {
+        if s.alive {
+            if h.len() <= c {
+                h.resize(c + 1, 0);
+            }
+            h[c] += 1;
+        }
+    }
+    h
+}
+
+fn per_node(sim: &Simulation, elapsed: f64) -> Value {
+    let totals: Vec<NodeTotals> = sim.node_totals().into_iter().flatten().collect();
+    let n = totals.len().max(1) as f64;
+    let stat = |f: &dyn Fn(&NodeTotals) -> u64| {
+        let mut v: Vec<u64> = totals.iter().map(f).collect();
+        v.sort_unstable();
+        json!({
+            "mean": v.iter().sum::<u64>() as f64 / n,
+            "median": v.get(v.len() / 2).copied().unwrap_or(0),
+            "max": v.last().copied().unwrap_or(0),
+            "per_minute_mean": v.iter().sum::<u64>() as f64 / n / (elapsed / 60.0).max(1e-9),
+        })
+    };
+    json!({
+        "p2p_messages_sent": stat(&|t| t.p2p_messages()),
+        "bytes_sent": stat(&|t| t.bytes_sent),
+        "bytes_received": stat(&|t| t.bytes_received),
+        "dials": stat(&|t| t.dials),
+        "connections_established": stat(&|t| t.established),
+    })
+}
+
+fn timeline_json(timeline: &[Sample]) -> Value {
+    let col = |f: &dyn Fn(&Sample) -> Value| Value::Array(timeline.iter().map(f).collect());
+    json!({
+        "t": col(&|s| json!((s.t * 10.0).round() / 10.0)),
+        "alive": col(&|s| json!(s.alive)),
+        "within": col(&|s| json!(s.within)),
+        "min": col(&|s| json!(s.min)),
+        "mean": col(&|s| json!((s.mean * 100.0).round() / 100.0)),
+        "max": col(&|s| json!(s.max)),
+        "p2p_messages": col(&|s| json!(s.p2p)),
+        "bytes_sent": col(&|s| json!(s.bytes)),
+        "components": col(&|s| json!(s.components)),
+    })
+}
+
+fn secs(d: Option<Duration>) -> Value {
+    d.map_or(Value::Null, |d| {
+        json!((d.as_secs_f64() * 1000.0).round() / 1000.0)
+    })
+}
+
+fn main() {
+    let args = Args::parse();
+    let scenario = args.scenario.clone();
+    let nodes: usize = args.get("nodes", 1000);
+    let seed: u64 = args.get("seed", 7);
+    let (min, expected, max) = (
+        args.get("min", 4usize),
+        args.get("expected", 6usize),
+        args.get("max", 8usize),
+    );
+    let latency_ms: f64 = args.get("latency", 100.0);
+    let default_nat = if scenario == "nat" { 30.0 } else { 0.0 };
+    let nat_pct: f64 = args.get("nat", default_nat);
+    let mut cfg = SimConfig::new(nodes, min, expected, max, seed);
+    cfg.limits.maintenance_idle_time = Some(Duration::from_secs(args.get("idle", 10)));
+    cfg.known = args.get("known", 1);
+    cfg.join_every = Duration::from_micros((args.get("join-every", 10.0f64) * 1000.0) as u64);
+    if latency_ms > 0.0 {
+        cfg = cfg.internet(Duration::from_secs_f64(latency_ms / 1000.0));
+    }
+    cfg.nat = nat_pct / 100.0;
+    let limit = Duration::from_secs(args.get("limit", 3600));
+    let every = Duration::from_secs_f64(args.get("sample", 1.0));
+    let out: PathBuf = args
+        .map
+        .get("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("target/sim/{scenario}-{nodes}")));
+    let plots = args.get("plots", 1u8) == 1;
+    if !matches!(
+        scenario.as_str(),
+        "converge" | "churn" | "partition" | "nat" | "gossip"
+    ) {
+        panic!("unknown scenario {scenario}: converge, churn, partition, nat or gossip");
+    }
+    let bounds = cfg.limits.bounds();
+    let params = json!({
+        "scenario": scenario, "nodes": nodes, "seed": seed,
+        "min": min, "expected": expected, "max": max,
+        "thresholds": [bounds.min_threshold, bounds.max_threshold],
+        "idle_s": cfg.limits.maintenance_idle_time.map(|d| d.as_secs()),
+        "median_latency_ms": latency_ms, "nat_percent": nat_pct, "known": cfg.known,
+        "join_every_ms": cfg.join_every.as_secs_f64() * 1000.0,
+        "upload_bytes_per_s": cfg.upload, "download_bytes_per_s": cfg.download,
+        "args": args.map.iter().collect::<BTreeMap<_, _>>(),
+    });
+    let load_start = loadavg();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .expect("runtime");
-    rt.block_on(async move {
-        let wall = Instant::now();
-        let start_virtual = tokio::time::Instant::now();
-        let sim = Simulation::create(cfg).await.expect("simulation");
-        let counters = Arc::new(Counters::default());
-        for n in &sim.nets {
-            let mut rx = n.events();
-            let c = counters.clone();
-            tokio::spawn(async move {
-                use tokio::sync::broadcast::error::RecvError;
-                loop {
-                    let e = match rx.recv().await {
-                        Ok(e) => e,
-                        Err(RecvError::Lagged(k)) => {
-                            c.lagged.fetch_add(k, Ordering::Relaxed);
-                            continue;
-                        }
-                        Err(RecvError::Closed) => return,
-                    };
-                    let counter = match e {
-                        P2pEvent::BootstrapSent { .. } => &c.bootstrap,
-                        P2pEvent::AdvertiseSent { .. } => &c.advertise,
-                        P2pEvent::SwapRequestSent { .. } => &c.swap_request,
-                        P2pEvent::SwapAckSent { .. } => &c.swap_ack,
-                        P2pEvent::ConnectionEstablished { .. } => &c.established,
-                        P2pEvent::Disconnection { .. } => &c.disconnections,
-                        _ => continue,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
+    let wall = Instant::now();
+    let mut results = rt.block_on(async {
+        let t0 = tokio::time::Instant::now();
+        let mut timeline = Vec::new();
+        let mut sim = Simulation::create(cfg).await.expect("simulation");
+        let wall_created = wall.elapsed();
         sim.activate().await;
-        let started = wall.elapsed();
-        let joined = tokio::time::Instant::now();
-        let took = sim
-            .run_until_converged(limit, Duration::from_millis(500))
-            .await;
-        let wall_converge = wall.elapsed();
-        let counts = sim.connection_counts();
-        let mut histogram = std::collections::BTreeMap::new();
-        for c in &counts {
-            *histogram.entry(*c).or_insert(0usize) += 1;
-        }
-        let load = |x: &AtomicU64| x.load(Ordering::Relaxed);
-        let c = &counters;
-        let p2p = load(&c.bootstrap) + load(&c.advertise) + load(&c.swap_request) + load(&c.swap_ack);
-        println!("nodes {nodes}, seed {seed}, min/expected/max {min}/{expected}/{max}");
-        match took {
-            Some(t) => println!(
-                "converged after {:.1} s virtual from the first activation ({:.1} s after the last)",
-                (t + (joined - start_virtual)).as_secs_f64(),
-                t.as_secs_f64()
-            ),
-            None => println!("NOT converged after {:.0} s virtual", limit.as_secs_f64()),
-        }
+        let wall_activated = wall.elapsed();
+        let joined = t0.elapsed();
+        let partition = scenario == "partition";
+        let converged = run(&sim, t0, &mut timeline, every, limit, partition, |sim, _| {
+            sim.converged()
+        })
+        .await;
+        let wall_converged = wall.elapsed();
+        let mut r = json!({
+            "converged_after_s": secs(converged.map(|c| c + joined)),
+            "converged_after_last_join_s": secs(converged),
+            "joined_s": secs(Some(joined)),
+            "wall_create_s": wall_created.as_secs_f64(),
+            "wall_activate_s": (wall_activated - wall_created).as_secs_f64(),
+            "wall_converge_s": wall_converged.as_secs_f64(),
+            "histogram_at_convergence": histogram(&sim),
+            "per_node_at_convergence": per_node(&sim, t0.elapsed().as_secs_f64()),
+        });
         println!(
-            "wall: {:.2} s to converge ({:.2} s to create and activate the nodes)",
-            wall_converge.as_secs_f64(),
-            started.as_secs_f64()
+            "{scenario}: {nodes} nodes, seed {seed}: {} after {:.1} s virtual ({:.1} s after the last join); \
+             wall {:.1} s (create {:.1} s, activate {:.1} s)",
+            if converged.is_some() { "converged" } else { "NOT converged" },
+            (converged.unwrap_or(limit) + joined).as_secs_f64(),
+            converged.unwrap_or(limit).as_secs_f64(),
+            wall_converged.as_secs_f64(),
+            wall_created.as_secs_f64(),
+            (wall_activated - wall_created).as_secs_f64(),
         );
-        println!("connections per node (count: nodes): {histogram:?}");
-        println!(
-            "p2p messages sent: {p2p} (bootstrap {}, advertise {}, swap request {}, swap ack {}); \
-             connections established {} (counted at both ends), disconnections {}; lagged events {}",
-            load(&c.bootstrap),
-            load(&c.advertise),
-            load(&c.swap_request),
-            load(&c.swap_ack),
-            load(&c.established),
-            load(&c.disconnections),
-            load(&c.lagged),
-        );
-        println!("bytes sent: {}", sim.bytes_sent());
-        if std::env::var_os("SIM_DEBUG").is_some() {
-            let now = sim.nets[0].now();
-            for (i, n) in sim.nets.iter().enumerate().filter(|(_, n)| n.active_connections() == 0).take(3) {
-                n.with_tables(|t| {
-                    eprintln!("node {i}: {} known points", t.known_points.len());
-                    for (p, info) in t.known_points.iter().take(12) {
-                        eprintln!(
-                            "  {p} {:?} public {} retry in {:?} failed {:?} rejected {:?}",
-                            info.state,
-                            info.known_public,
-                            info.reconnection_time().and_then(|t| t.duration_since(now).ok()),
-                            info.last_failed_connection.and_then(|t| now.duration_since(t).ok()),
-                            info.last_rejected_connection.and_then(|t| now.duration_since(t.1).ok()),
-                        );
+        let mut extra = json!({});
+        match scenario.as_str() {
+            "churn" => {
+                let rate: f64 = args.get("rate", 10.0);
+                let minutes: usize = args.get("minutes", 10);
+                let crash_pct: f64 = args.get("crash", 50.0);
+                let per_minute = ((nodes as f64) * rate / 100.0).round().max(1.0) as usize;
+                let gap = Duration::from_secs(60) / per_minute as u32;
+                let mut ends = Vec::new();
+                for minute in 0..minutes {
+                    let mut crashed = 0;
+                    for _ in 0..per_minute {
+                        tokio::time::sleep(gap).await;
+                        let slot = sim.rng().gen_range(1..nodes);
+                        let how = if sim.rng().gen::<f64>() * 100.0 < crash_pct {
+                            crashed += 1;
+                            Leave::Crash
+                        } else {
+                            Leave::Graceful
+                        };
+                        sim.replace(slot, how).await.expect("join");
+                        if timeline.last().is_none_or(|s: &Sample| t0.elapsed().as_secs_f64() - s.t >= every.as_secs_f64()) {
+                            timeline.push(sample(&sim, t0, false));
+                        }
                     }
+                    let s = sample(&sim, t0, false);
+                    let fraction = s.within as f64 / s.alive.max(1) as f64;
+                    println!(
+                        "churn minute {}: replaced {per_minute} ({crashed} crashed); {}/{} live nodes within thresholds ({:.2} %), min {} mean {:.2} max {}",
+                        minute + 1, s.within, s.alive, 100.0 * fraction, s.min, s.mean, s.max
+                    );
+                    ends.push(json!({
+                        "minute": minute + 1, "replaced": per_minute, "crashed": crashed,
+                        "within": s.within, "alive": s.alive, "fraction_within": fraction,
+                        "min": s.min, "mean": s.mean, "max": s.max,
+                    }));
+                    timeline.push(s);
+                }
+                let worst = ends
+                    .iter()
+                    .map(|e| e["fraction_within"].as_f64().unwrap_or(0.0))
+                    .fold(1.0, f64::min);
+                extra = json!({
+                    "rate_percent_per_minute": rate, "minutes": minutes, "crash_percent": crash_pct,
+                    "per_minute": ends, "worst_fraction_within": worst,
+                    "histogram_at_end": histogram(&sim),
+                });
+            }
+            "partition" => {
+                let hold = Duration::from_secs(args.get("secs", 300));
+                let split_at = t0.elapsed();
+                sim.partition(|i| (i % 2) as u32);
+                run(&sim, t0, &mut timeline, every, hold, true, |_, _| false).await;
+                let at_heal = sample(&sim, t0, true);
+                let heal_at = t0.elapsed();
+                sim.heal();
+                let heal_limit = Duration::from_secs(args.get("heal-limit", 1800));
+                let one = run(&sim, t0, &mut timeline, every, heal_limit, true, |_, s| {
+                    s.components == Some(1)
+                })
+                .await;
+                let within_again = run(&sim, t0, &mut timeline, every, heal_limit, true, |sim, _| {
+                    sim.converged()
+                })
+                .await;
+                println!(
+                    "partition at {:.1} s for {:.0} s: {} components at the heal; one connected network {} after the heal",
+                    split_at.as_secs_f64(),
+                    hold.as_secs_f64(),
+                    at_heal.components.unwrap_or(0),
+                    one.map_or("NEVER".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+                );
+                extra = json!({
+                    "partition_at_s": split_at.as_secs_f64(), "held_s": hold.as_secs_f64(),
+                    "healed_at_s": heal_at.as_secs_f64(),
+                    "components_at_heal": at_heal.components,
+                    "within_at_heal": at_heal.within,
+                    "one_component_after_heal_s": secs(one),
+                    "all_within_after_one_component_s": secs(within_again),
+                    "histogram_at_end": histogram(&sim),
+                });
+            }
+            "nat" => {
+                let b = sim.config().limits.bounds();
+                let counts = sim.connection_counts();
+                let nat: Vec<usize> = sim
+                    .slots()
+                    .iter()
+                    .zip(&counts)
+                    .filter(|(s, _)| s.nat)
+                    .map(|(_, &c)| c)
+                    .collect();
+                let public: Vec<usize> = sim
+                    .slots()
+                    .iter()
+                    .zip(&counts)
+                    .filter(|(s, _)| !s.nat)
+                    .map(|(_, &c)| c)
+                    .collect();
+                let reached = nat.iter().filter(|&&c| c >= b.min_threshold).count();
+                let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
+                println!(
+                    "nat: {} of {} NAT'd nodes have at least {} connections (min {}, mean {:.2}); public nodes mean {:.2}",
+                    reached, nat.len(), b.min_threshold,
+                    nat.iter().min().unwrap_or(&0), mean(&nat), mean(&public),
+                );
+                extra = json!({
+                    "nat_nodes": nat.len(), "nat_reaching_min": reached,
+                    "nat_min_connections": nat.iter().min(),
+                    "nat_mean_connections": mean(&nat), "public_mean_connections": mean(&public),
+                });
+            }
+            "gossip" => {
+                let messages: u32 = args.get("messages", 10);
+                let size: usize = args.get("size", 1024);
+                let gossip = Gossip::start(&sim);
+                let mut reach = Vec::new();
+                let mut curves = Vec::new();
+                for id in 0..messages {
+                    let from = sim.rng().gen_range(0..nodes);
+                    gossip.send(&sim, from, id, size);
+                    tokio::time::sleep(Duration::from_secs(args.get("gossip-wait", 10))).await;
+                    let a = gossip.arrivals(id);
+                    let r = |f| secs(reach_time(&a, nodes, f));
+                    let reached = a.iter().flatten().count();
+                    reach.push(json!({
+                        "from": from, "reached": reached,
+                        "t50_s": r(0.5), "t90_s": r(0.9), "t99_s": r(0.99), "t100_s": r(1.0),
+                    }));
+                    let mut times: Vec<f64> = a.iter().flatten().map(|d| d.as_secs_f64()).collect();
+                    times.sort_by(f64::total_cmp);
+                    curves.push(times);
+                }
+                drop(gossip);
+                let t = |k: &str| {
+                    let mut v: Vec<f64> = reach.iter().filter_map(|r| r[k].as_f64()).collect();
+                    v.sort_by(f64::total_cmp);
+                    v.get(v.len() / 2).copied()
+                };
+                println!(
+                    "gossip: {messages} messages of {size} bytes: median time to 50 % {:?} s, 90 % {:?} s, 99 % {:?} s",
+                    t("t50_s"), t("t90_s"), t("t99_s"),
+                );
+                // A new node's address: a node leaves, a new one takes its
+                // slot; how many nodes know its point over time.
+                let slot = sim.rng().gen_range(1..nodes);
+                sim.replace(slot, Leave::Graceful).await.expect("join");
+                let point = Point::new(sim.slots()[slot].ip, sim.config().port);
+                let joined_at = tokio::time::Instant::now();
+                let point_limit = Duration::from_secs(args.get("point-secs", 600));
+                let mut known_curve = Vec::new();
+                let mut times = [None; 3];
+                loop {
+                    let knowing = sim
+                        .nets
+                        .iter()
+                        .zip(sim.slots())
+                        .enumerate()
+                        .filter(|(i, (n, s))| {
+                            *i != slot
+                                && s.alive
+                                && n.with_tables(|t| t.known_points.contains_key(&point))
+                        })
+                        .count();
+                    let f = knowing as f64 / (nodes - 1) as f64;
+                    let e = joined_at.elapsed();
+                    known_curve.push((e.as_secs_f64(), f));
+                    for (k, th) in [0.5, 0.9, 0.99].into_iter().enumerate() {
+                        if times[k].is_none() && f >= th {
+                            times[k] = Some(e);
+                        }
+                    }
+                    if f >= 0.99 || e >= point_limit {
+                        break;
+                    }
+                    tokio::time::sleep(every.max(Duration::from_secs(1))).await;
+                }
+                let last = known_curve.last().map_or(0.0, |p| p.1);
+                println!(
+                    "new point: known by {:.1} % of nodes after {:.0} s (50 % {:?}, 90 % {:?}, 99 % {:?})",
+                    100.0 * last,
+                    joined_at.elapsed().as_secs_f64(),
+                    times[0].map(|d| d.as_secs_f64()),
+                    times[1].map(|d| d.as_secs_f64()),
+                    times[2].map(|d| d.as_secs_f64()),
+                );
+                extra = json!({
+                    "messages": messages, "size": size, "reach": reach,
+                    "median_t50_s": t("t50_s"), "median_t90_s": t("t90_s"), "median_t99_s": t("t99_s"),
+                    "curves_s": curves,
+                    "new_point": {
+                        "t50_s": secs(times[0]), "t90_s": secs(times[1]), "t99_s": secs(times[2]),
+                        "fraction_at_end": last, "followed_s": joined_at.elapsed().as_secs_f64(),
+                        "curve": known_curve,
+                    },
+                });
+            }
+            _ => {}
+        }
+        let totals = sim.totals();
+        let end = t0.elapsed().as_secs_f64();
+        r["scenario"] = extra;
+        r["virtual_s"] = json!(end);
+        r["totals"] = json!(totals);
+        r["events"] = json!(sim.event_totals());
+        r["per_node"] = per_node(&sim, end);
+        r["timeline"] = timeline_json(&timeline);
+        r["samples"] = json!(timeline.len());
+        let wall_run = wall.elapsed();
+        r["peak_memory_mib"] = json!(proc_status("VmHWM:").map(|k| k as f64 / 1024.0));
+        r["wall_run_s"] = json!(wall_run.as_secs_f64());
+        sim.shutdown().await;
+        (r, timeline)
+    });
+    let (ref mut r, ref timeline) = results;
+    r["wall_total_s"] = json!(wall.elapsed().as_secs_f64());
+    r["load_average"] = json!({ "start": load_start, "end": loadavg() });
+    r["params"] = params;
+    println!(
+        "peak memory (VmHWM) {:.1} MiB; wall {:.1} s; load average {} → {}",
+        r["peak_memory_mib"].as_f64().unwrap_or(0.0),
+        wall.elapsed().as_secs_f64(),
+        load_start,
+        loadavg()
+    );
+    println!(
+        "totals: {}",
+        serde_json::to_string(&r["totals"]).expect("json")
+    );
+    std::fs::create_dir_all(&out).expect("output directory");
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(r).expect("json"),
+    )
+    .expect("results.json");
+    if plots {
+        if let Err(e) = draw(&out, &scenario, nodes, r, timeline) {
+            eprintln!("plots: {e}");
+        }
+    }
+    println!("results in {}", out.display());
+}
+
+fn draw(
+    out: &Path,
+    scenario: &str,
+    nodes: usize,
+    r: &Value,
+    timeline: &[Sample],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let th = &r["params"]["thresholds"];
+    let (lo, hi) = (
+        th[0].as_u64().unwrap_or(0) as usize,
+        th[1].as_u64().unwrap_or(0) as usize,
+    );
+    let pts = |f: &dyn Fn(&Sample) -> f64| timeline.iter().map(|s| (s.t, f(s))).collect();
+    plot::lines(
+        &out.join("connections.svg"),
+        &format!("{scenario}, {nodes} nodes: connections per node"),
+        "virtual time (s)",
+        "connections",
+        &[
+            plot::Series {
+                label: "min",
+                points: pts(&|s| s.min as f64),
+            },
+            plot::Series {
+                label: "mean",
+                points: pts(&|s| s.mean),
+            },
+            plot::Series {
+                label: "max",
+                points: pts(&|s| s.max as f64),
+            },
+        ],
+        None,
+    )?;
+    plot::lines(
+        &out.join("convergence.svg"),
+        &format!("{scenario}, {nodes} nodes: nodes within {lo}..={hi} connections"),
+        "virtual time (s)",
+        "fraction of live nodes",
+        &[plot::Series {
+            label: "within thresholds",
+            points: pts(&|s| s.within as f64 / s.alive.max(1) as f64),
+        }],
+        Some((0.0, 1.02)),
+    )?;
+    let hist_key = if r["scenario"]["histogram_at_end"].is_array() {
+        &r["scenario"]["histogram_at_end"]
+    } else {
+        &r["histogram_at_convergence"]
+    };
+    let hist: Vec<usize> = hist_key
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect())
+        .unwrap_or_default();
+    plot::histogram(
+        &out.join("degrees.svg"),
+        &format!("{scenario}, {nodes} nodes: connections per node at the end"),
+        &hist,
+        lo,
+        hi,
+    )?;
+    if scenario == "partition" {
+        plot::lines(
+            &out.join("components.svg"),
+            &format!("partition, {nodes} nodes: connected components"),
+            "virtual time (s)",
+            "components",
+            &[plot::Series {
+                label: "components",
+                points: timeline
+                    .iter()
+                    .filter_map(|s| s.components.map(|c| (s.t, c as f64)))
+                    .collect(),
+            }],
+            None,
+        )?;
+    }
+    if scenario == "gossip" {
+        let mut series = Vec::new();
+        let labels: Vec<String> = (0..r["scenario"]["curves_s"].as_array().map_or(0, Vec::len))
+            .map(|i| format!("message {i}"))
+            .collect();
+        if let Some(curves) = r["scenario"]["curves_s"].as_array() {
+            for (i, c) in curves.iter().enumerate().take(6) {
+                let times: Vec<f64> = c
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_default();
+                let points = times
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &t)| (t, (k + 1) as f64 / nodes as f64))
+                    .collect();
+                series.push(plot::Series {
+                    label: &labels[i],
+                    points,
                 });
             }
         }
-        if let Some(kib) = peak_memory_kib() {
-            println!("peak memory (VmHWM): {:.1} MiB", kib as f64 / 1024.0);
-        }
-        sim.shutdown().await;
-        println!("wall total: {:.2} s", wall.elapsed().as_secs_f64());
-    });
+        plot::lines(
+            &out.join("gossip.svg"),
+            &format!("gossip, {nodes} nodes: fraction of nodes reached"),
+            "time since sent (s)",
+            "fraction of nodes",
+            &series,
+            Some((0.0, 1.02)),
+        )?;
+        let curve: Vec<(f64, f64)> = r["scenario"]["new_point"]["curve"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        plot::lines(
+            &out.join("new_point.svg"),
+            &format!("gossip, {nodes} nodes: nodes knowing a new node's address"),
+            "time since it joined (s)",
+            "fraction of nodes",
+            &[plot::Series {
+                label: "knowing the point",
+                points: curve,
+            }],
+            Some((0.0, 1.02)),
+        )?;
+    }
+    Ok(())
 }

@@ -20,9 +20,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
+
+mod link;
+
+pub use link::{HostProfile, LinkModel, FIVE_REGIONS_MS};
 
 /// A bidirectional byte stream to a peer.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -224,7 +228,7 @@ impl Transport {
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<BoxStream> {
         match self {
             Transport::Tcp(options) => Ok(Box::new(connect_tcp(options, addr).await?)),
-            Transport::Memory(network) => network.connect(addr),
+            Transport::Memory(network) => network.connect(addr).await,
         }
     }
 }
@@ -327,7 +331,10 @@ pub const DEFAULT_MEMORY_BUFFER: usize = 64 * 1024;
 const EPHEMERAL_FIRST: u16 = 49_152;
 
 /// An in-process network: listeners register addresses, connections are
-/// `tokio::io::duplex` pairs.
+/// `tokio::io::duplex` pairs, or, on a network made with
+/// [`MemoryNetwork::with_links`], streams that go through a [`LinkModel`]
+/// (latency by region, jitter, loss, bandwidth, NAT, partitions, hosts
+/// going down; on tokio's clock and seeded).
 ///
 /// Clones share the network. Each handle dials from its own IP
 /// ([`MemoryNetwork::with_local_ip`], default `127.0.0.1`), so a simulated
@@ -344,6 +351,7 @@ pub struct MemoryNetwork {
 struct MemoryShared {
     state: Mutex<MemoryState>,
     next_listener_id: AtomicU64,
+    links: Option<link::Links>,
 }
 
 #[derive(Default)]
@@ -354,19 +362,12 @@ struct MemoryState {
 
 struct Registration {
     id: u64,
-    incoming: mpsc::Sender<(DuplexStream, SocketAddr)>,
+    incoming: mpsc::Sender<(BoxStream, SocketAddr)>,
 }
 
 impl Default for MemoryNetwork {
     fn default() -> Self {
-        MemoryNetwork {
-            shared: Arc::new(MemoryShared {
-                state: Mutex::new(MemoryState::default()),
-                next_listener_id: AtomicU64::new(0),
-            }),
-            local_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            buffer_size: DEFAULT_MEMORY_BUFFER,
-        }
+        MemoryNetwork::build(None)
     }
 }
 
@@ -416,6 +417,136 @@ impl MemoryNetwork {
     /// A new, empty network.
     pub fn new() -> Self {
         MemoryNetwork::default()
+    }
+
+    /// A new, empty network whose connections go through `model`: see
+    /// [`LinkModel`] and [`HostProfile`]. Hosts are known by IP; one not
+    /// described by [`set_host`](Self::set_host) is in region 0, has no
+    /// bandwidth limit and is not behind NAT. The window of each direction
+    /// is the model's, not [`with_buffer_size`](Self::with_buffer_size)'s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tezos_p2p::transport::{HostProfile, LinkModel, MemoryNetwork, Transport};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+    /// let network = MemoryNetwork::with_links(LinkModel::uniform(7, Duration::from_millis(50)));
+    /// let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    /// network.set_host(b, HostProfile { nat: true, ..HostProfile::default() });
+    /// let listener = Transport::Memory(network.with_local_ip(a)).bind((a, 9732).into()).await.unwrap();
+    /// let dialer = Transport::Memory(network.with_local_ip(b));
+    /// let start = tokio::time::Instant::now();
+    /// let mut stream = dialer.connect((a, 9732).into()).await.unwrap(); // one round trip
+    /// assert_eq!(start.elapsed(), Duration::from_millis(100));
+    /// stream.write_all(b"ping").await.unwrap();
+    /// let (mut theirs, _) = listener.accept().await.unwrap();
+    /// let mut buf = [0; 4];
+    /// theirs.read_exact(&mut buf).await.unwrap(); // one way
+    /// assert_eq!(start.elapsed(), Duration::from_millis(150));
+    /// // b is behind NAT: nobody reaches it.
+    /// let b_listens = Transport::Memory(network.with_local_ip(b)).bind((b, 9732).into()).await.unwrap();
+    /// let to_b = Transport::Memory(network.with_local_ip(a)).connect((b, 9732).into()).await;
+    /// assert_eq!(to_b.err().unwrap().kind(), std::io::ErrorKind::ConnectionRefused);
+    /// # drop(b_listens);
+    /// # });
+    /// ```
+    pub fn with_links(model: LinkModel) -> Self {
+        MemoryNetwork::build(Some(link::Links::new(model)))
+    }
+
+    fn build(links: Option<link::Links>) -> Self {
+        MemoryNetwork {
+            shared: Arc::new(MemoryShared {
+                state: Mutex::new(MemoryState::default()),
+                next_listener_id: AtomicU64::new(0),
+                links,
+            }),
+            local_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            buffer_size: DEFAULT_MEMORY_BUFFER,
+        }
+    }
+
+    /// The link model, if the network has one.
+    pub fn link_model(&self) -> Option<&LinkModel> {
+        self.shared.links.as_ref().map(|l| &*l.model)
+    }
+
+    /// Describes the host at `ip` (region, bandwidth, NAT). Connections
+    /// already open keep the latency of the region they were opened with.
+    /// Does nothing on a network without links.
+    pub fn set_host(&self, ip: IpAddr, profile: HostProfile) {
+        if let Some(links) = &self.shared.links {
+            links.set_host(ip, profile);
+        }
+    }
+
+    /// The profile of the host at `ip` (`None` without links).
+    pub fn host(&self, ip: IpAddr) -> Option<HostProfile> {
+        self.shared.links.as_ref().map(|l| l.host(ip).profile())
+    }
+
+    /// Partitions the network: hosts reach each other only when `group`
+    /// gives them the same number (hosts met later are in group 0). Dials
+    /// across the partition hang; data on open connections across it is
+    /// held, and after the model's user timeout they are reset. Must run
+    /// inside a tokio runtime (the reset is a task). Does nothing without
+    /// links.
+    pub fn partition(&self, group: impl Fn(IpAddr) -> u32) {
+        let Some(links) = &self.shared.links else {
+            return;
+        };
+        let after = links.partition(&group);
+        let network = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(links) = &network.shared.links {
+                links.expire(None);
+            }
+        });
+    }
+
+    /// Ends a partition: every host reaches every other (but those that are
+    /// down) and held data leaves again.
+    pub fn heal(&self) {
+        if let Some(links) = &self.shared.links {
+            links.heal();
+        }
+    }
+
+    /// Takes the host at `ip` down (a crash: it sends nothing more, not
+    /// even the end of its connections, and nobody reaches it; its peers'
+    /// connections are reset after the user timeout), or back up. Must run
+    /// inside a tokio runtime. Does nothing without links.
+    pub fn set_down(&self, ip: IpAddr, down: bool) {
+        let Some(links) = &self.shared.links else {
+            return;
+        };
+        let after = links.set_down(ip, down);
+        if down {
+            let network = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                if let Some(links) = &network.shared.links {
+                    links.expire(Some(ip));
+                }
+            });
+        }
+    }
+
+    /// Whether hosts `a` and `b` reach each other now (always without
+    /// links).
+    pub fn reachable(&self, a: IpAddr, b: IpAddr) -> bool {
+        self.shared
+            .links
+            .as_ref()
+            .is_none_or(|l| link::reachable(&l.host(a), &l.host(b)))
+    }
+
+    /// Directions of connections still open over the links (0 without
+    /// links).
+    pub fn open_link_directions(&self) -> usize {
+        self.shared.links.as_ref().map_or(0, |l| l.open_pipes())
     }
 
     /// A handle on the same network that dials from `ip`.
@@ -482,27 +613,58 @@ impl MemoryNetwork {
         })
     }
 
-    fn connect(&self, addr: SocketAddr) -> io::Result<BoxStream> {
+    async fn connect(&self, addr: SocketAddr) -> io::Result<BoxStream> {
         let refused = |why: &str| {
             io::Error::new(
                 io::ErrorKind::ConnectionRefused,
                 format!("connection to {addr} refused: {why}"),
             )
         };
+        let Some(links) = &self.shared.links else {
+            let mut state = self.shared.state();
+            let remote = SocketAddr::new(self.local_ip, state.ephemeral_port());
+            let registration = state
+                .listener_for(addr)
+                .ok_or_else(|| refused("nobody listens"))?;
+            let (ours, theirs) = tokio::io::duplex(self.buffer_size);
+            registration
+                .incoming
+                .try_send((Box::new(theirs), remote))
+                .map_err(|error| match error {
+                    mpsc::error::TrySendError::Full(_) => refused("backlog full"),
+                    mpsc::error::TrySendError::Closed(_) => refused("listener closed"),
+                })?;
+            return Ok(Box::new(ours));
+        };
+        let ours = links.host(self.local_ip);
+        let theirs = links.host(canonical(addr).ip());
+        // A SYN that gets no answer: the caller's timeout ends the dial.
+        if !link::reachable(&ours, &theirs) {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(links.round_trip(&ours, &theirs)).await;
+        if !link::reachable(&ours, &theirs) {
+            std::future::pending::<()>().await;
+        }
+        if theirs.profile().nat {
+            return Err(refused("behind NAT"));
+        }
         let mut state = self.shared.state();
         let remote = SocketAddr::new(self.local_ip, state.ephemeral_port());
         let registration = state
             .listener_for(addr)
             .ok_or_else(|| refused("nobody listens"))?;
-        let (ours, theirs) = tokio::io::duplex(self.buffer_size);
+        let (out, back) = links.open(ours, theirs);
+        let mine = link::LinkStream::new(Arc::clone(&out), Arc::clone(&back));
+        let other = link::LinkStream::new(back, out);
         registration
             .incoming
-            .try_send((theirs, remote))
+            .try_send((Box::new(other), remote))
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => refused("backlog full"),
                 mpsc::error::TrySendError::Closed(_) => refused("listener closed"),
             })?;
-        Ok(Box::new(ours))
+        Ok(Box::new(mine))
     }
 }
 
@@ -510,14 +672,14 @@ struct MemoryListener {
     id: u64,
     addr: SocketAddr,
     shared: Arc<MemoryShared>,
-    incoming: tokio::sync::Mutex<mpsc::Receiver<(DuplexStream, SocketAddr)>>,
+    incoming: tokio::sync::Mutex<mpsc::Receiver<(BoxStream, SocketAddr)>>,
 }
 
 impl MemoryListener {
     async fn accept(&self) -> io::Result<(BoxStream, SocketAddr)> {
         let mut incoming = self.incoming.lock().await;
         match incoming.recv().await {
-            Some((stream, remote)) => Ok((Box::new(stream), remote)),
+            Some((stream, remote)) => Ok((stream, remote)),
             // Unreachable while registered: the registration holds a sender.
             None => Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -826,5 +988,218 @@ mod tests {
         );
         assert!(with("0").keepalive_idle.is_zero());
         assert!(with("1,2,3").keepalive_idle.is_zero());
+    }
+
+    // -----------------------------------------------------------------
+    // The link model.
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    /// A listener at `b`:9732 and a connection to it from `a`; returns
+    /// (dialer's end, listener's end).
+    async fn linked(network: &MemoryNetwork, a: &str, b: &str) -> (BoxStream, BoxStream) {
+        let listener = Transport::Memory(network.with_local_ip(ip(b)))
+            .bind(SocketAddr::new(ip(b), 9732))
+            .await
+            .expect("bind");
+        let ours = Transport::Memory(network.with_local_ip(ip(a)))
+            .connect(SocketAddr::new(ip(b), 9732))
+            .await
+            .expect("connect");
+        let (theirs, remote) = listener.accept().await.expect("accept");
+        assert_eq!(remote.ip(), ip(a));
+        (ours, theirs)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn links_delay_by_region_and_keep_order_under_jitter() {
+        let mut model = LinkModel::five_regions(3, Duration::from_millis(100));
+        model.jitter = 0.5;
+        let network = MemoryNetwork::with_links(model);
+        network.set_host(
+            ip("10.0.0.1"),
+            HostProfile {
+                region: 1,
+                ..HostProfile::default()
+            },
+        );
+        network.set_host(
+            ip("10.0.0.2"),
+            HostProfile {
+                region: 4,
+                ..HostProfile::default()
+            },
+        );
+        let start = tokio::time::Instant::now();
+        let (mut a, mut b) = linked(&network, "10.0.0.1", "10.0.0.2").await;
+        // Europe ↔ Oceania: 160 ms one way, a round trip ± 50 % to connect.
+        let rtt = start.elapsed();
+        assert!(
+            rtt >= Duration::from_millis(160) && rtt <= Duration::from_millis(480),
+            "{rtt:?}"
+        );
+        let sent = tokio::time::Instant::now();
+        let payload: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
+        for chunk in payload.chunks(1000) {
+            a.write_all(chunk).await.expect("write");
+        }
+        let mut got = vec![0u8; payload.len()];
+        b.read_exact(&mut got).await.expect("read");
+        assert_eq!(got, payload, "bytes arrive whole and in order");
+        let took = sent.elapsed();
+        assert!(
+            took >= Duration::from_millis(80) && took <= Duration::from_millis(240),
+            "{took:?}"
+        );
+        drop(a);
+        let mut rest = [0u8; 1];
+        assert_eq!(b.read(&mut rest).await.expect("eof"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn links_share_a_host_s_upload_and_bound_the_window() {
+        let mut model = LinkModel::uniform(1, Duration::from_millis(10));
+        model.window = 10_000;
+        let network = MemoryNetwork::with_links(model);
+        network.set_host(
+            ip("10.0.0.1"),
+            HostProfile {
+                upload: Some(100_000),
+                ..HostProfile::default()
+            },
+        );
+        let (mut a, mut b) = linked(&network, "10.0.0.1", "10.0.0.2").await;
+        // The window: a writer gets no further than 10 000 unread bytes.
+        let n = tokio::time::timeout(Duration::from_secs(5), a.write(&[7u8; 50_000]))
+            .await
+            .expect("room")
+            .expect("write");
+        assert_eq!(n, 10_000);
+        let blocked = tokio::time::timeout(Duration::from_secs(5), a.write(&[7u8; 1])).await;
+        assert!(blocked.is_err(), "a full window blocks the writer");
+        // 10 000 bytes at 100 000 B/s: 100 ms on the uplink, then 10 ms.
+        let start = tokio::time::Instant::now();
+        let mut got = vec![0u8; 10_000];
+        b.read_exact(&mut got).await.expect("read");
+        assert!(start.elapsed() <= Duration::from_millis(110));
+        // Then 100 000 bytes take a second of uplink.
+        let writer = tokio::spawn(async move {
+            a.write_all(&[1u8; 100_000]).await.expect("write");
+            a
+        });
+        let start = tokio::time::Instant::now();
+        let mut got = vec![0u8; 100_000];
+        b.read_exact(&mut got).await.expect("read");
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(1000) && took <= Duration::from_millis(1100),
+            "{took:?}"
+        );
+        drop(writer.await.expect("writer"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_behind_nat_is_not_reachable_but_dials_out() {
+        let network = MemoryNetwork::with_links(LinkModel::uniform(1, Duration::from_millis(20)));
+        network.set_host(
+            ip("10.0.0.9"),
+            HostProfile {
+                nat: true,
+                ..HostProfile::default()
+            },
+        );
+        let _listening = Transport::Memory(network.with_local_ip(ip("10.0.0.9")))
+            .bind(SocketAddr::new(ip("10.0.0.9"), 9732))
+            .await
+            .expect("bind");
+        let error = Transport::Memory(network.with_local_ip(ip("10.0.0.1")))
+            .connect(SocketAddr::new(ip("10.0.0.9"), 9732))
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+        let (mut out, mut back) = linked(&network, "10.0.0.9", "10.0.0.1").await;
+        out.write_all(b"hi").await.expect("write");
+        let mut buf = [0u8; 2];
+        back.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"hi");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partition_holds_data_until_it_heals() {
+        let network = MemoryNetwork::with_links(LinkModel::uniform(1, Duration::from_millis(20)));
+        let (mut a, mut b) = linked(&network, "10.0.0.1", "10.0.0.2").await;
+        network.partition(|addr| u32::from(addr == ip("10.0.0.2")));
+        assert!(!network.reachable(ip("10.0.0.1"), ip("10.0.0.2")));
+        // New dials hang (the caller's timeout ends them).
+        let dial = tokio::time::timeout(
+            Duration::from_secs(10),
+            Transport::Memory(network.with_local_ip(ip("10.0.0.1")))
+                .connect(SocketAddr::new(ip("10.0.0.2"), 9732)),
+        )
+        .await;
+        assert!(dial.is_err(), "a dial across the partition hangs");
+        a.write_all(b"held").await.expect("write");
+        let mut buf = [0u8; 4];
+        let early = tokio::time::timeout(Duration::from_secs(20), b.read_exact(&mut buf)).await;
+        assert!(early.is_err(), "nothing crosses the partition");
+        network.heal();
+        let healed = tokio::time::Instant::now();
+        b.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"held");
+        assert_eq!(healed.elapsed(), Duration::from_millis(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn links_cut_for_the_user_timeout_are_reset_at_both_ends() {
+        let network = MemoryNetwork::with_links(LinkModel::uniform(1, Duration::from_millis(20)));
+        let (mut a, mut b) = linked(&network, "10.0.0.1", "10.0.0.2").await;
+        let (mut c, mut d) = linked(&network, "10.0.0.3", "10.0.0.4").await;
+        let start = tokio::time::Instant::now();
+        network.partition(|addr| u32::from(addr == ip("10.0.0.2")));
+        let mut buf = [0u8; 1];
+        let error = b.read(&mut buf).await.expect_err("reset");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(start.elapsed(), DEFAULT_USER_TIMEOUT);
+        let error = a.write_all(b"x").await.expect_err("reset");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+        // A link inside one side is untouched.
+        c.write_all(b"y").await.expect("write");
+        d.read_exact(&mut buf).await.expect("read");
+        assert_eq!(network.open_link_directions(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crashed_host_says_nothing_and_its_peers_learn_it_from_the_timeout() {
+        let network = MemoryNetwork::with_links(LinkModel::uniform(1, Duration::from_millis(20)));
+        let (mut alive, crashed) = linked(&network, "10.0.0.1", "10.0.0.2").await;
+        let start = tokio::time::Instant::now();
+        network.set_down(ip("10.0.0.2"), true);
+        drop(crashed); // its process is gone: no end of stream is sent
+        alive
+            .write_all(b"anyone?")
+            .await
+            .expect("write is buffered");
+        let mut buf = [0u8; 1];
+        let error = alive.read(&mut buf).await.expect_err("reset");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(start.elapsed(), DEFAULT_USER_TIMEOUT);
+    }
+
+    #[test]
+    fn the_five_regions_have_a_median_of_100_ms() {
+        let model = LinkModel::five_regions(0, Duration::from_millis(100));
+        let mut all: Vec<Duration> = (0..5)
+            .flat_map(|a| (0..5).map(move |b| (a, b)))
+            .map(|(a, b)| model.one_way(a, b))
+            .collect();
+        all.sort();
+        assert_eq!(all[all.len() / 2], Duration::from_millis(100));
+        assert_eq!(all[0], Duration::from_millis(10));
+        assert_eq!(all[all.len() - 1], Duration::from_millis(250));
+        let half = LinkModel::five_regions(0, Duration::from_millis(50));
+        assert_eq!(half.one_way(3, 4), Duration::from_millis(125));
     }
 }
