@@ -218,6 +218,17 @@ fn on_mainnet_the_node_is_the_peer_octez_expects() {
     assert_eq!(heads[0]["hash"], hash.as_str());
     assert_eq!(heads[0]["level"], header.level);
     assert!(heads[0]["fitness"].is_array() && heads[0]["received_at"].is_string());
+    // The dashboard's view of it: the best head and who announced it.
+    let snap = node.get("/dashboard/snapshot");
+    let best = &snap["heads"]["best"];
+    assert_eq!(best["hash"], hash.as_str(), "{snap}");
+    assert_eq!(best["level"], header.level);
+    assert_eq!(
+        best["announced_by"],
+        serde_json::json!([{ "peer_id": peer.net.peer_id().to_string(), "after_ms": 0 }])
+    );
+    assert_eq!(snap["heads"]["others"], serde_json::json!([]));
+    assert_eq!(snap["node"]["chain_id"], MAINNET);
 
     // Now it answers: Current_head with its best head and an empty mempool…
     peer.send_shell(&conn, &ShellMessage::GetCurrentHead(mainnet));

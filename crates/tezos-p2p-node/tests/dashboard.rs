@@ -363,6 +363,34 @@ fn the_dashboard_is_live_in_a_real_browser() {
         sort.send_keys("\u{E007}").await.unwrap(); // Enter
         let th = wait_for(&browser, "#conn-head th:nth-child(2)", 5).await;
         assert_eq!(th.attr("aria-sort").await.unwrap().as_deref(), Some("ascending"));
+        // 10 000 rows: the table stays virtualised (only the rows in view
+        // are in the DOM) and scrolling renders the rows scrolled to.
+        let big: serde_json::Value = browser
+            .execute(
+                "const t0 = performance.now();
+                 const rows = Array.from({length: 10000}, (_, i) => Object.assign({}, table.rows[0],
+                   {peer_id: 'idFAKE' + String(i).padStart(5, '0'), point: '192.0.2.1:' + (1000 + i)}));
+                 table.rows = rows; refreshView();
+                 const scroll = document.getElementById('conn-scroll');
+                 scroll.scrollTop = 5000 * 30; renderRows();
+                 const ids = [...document.querySelectorAll('#conn-body tr[data-peer]')].map(r => r.dataset.peer);
+                 return {dom_rows: ids.length, has_5000: ids.includes(table.view[5000].peer_id),
+                         rowcount: document.getElementById('conn-table').getAttribute('aria-rowcount'),
+                         ms: performance.now() - t0};",
+                vec![],
+            )
+            .await
+            .unwrap();
+        eprintln!("10 000 rows: {big}");
+        assert!(big["dom_rows"].as_u64().unwrap() < 100, "{big}");
+        assert_eq!(big["has_5000"], true, "{big}");
+        assert_eq!(big["rowcount"], "10001", "{big}");
+        browser
+            .execute("document.getElementById('conn-scroll').scrollTop = 0", vec![])
+            .await
+            .unwrap();
+        // The next snapshot brings the real rows back.
+        wait_for(&browser, &row(&bid), 5).await;
         // Let the chart gather a few samples, for the screenshot.
         tokio::time::sleep(Duration::from_secs(5)).await;
         screenshot(&browser, "dashboard.png").await;
@@ -379,8 +407,16 @@ fn the_dashboard_is_live_in_a_real_browser() {
         assert_eq!(a.get(&format!("/network/peers/{cid}/banned")), true);
         let banned = wait_for(&browser, "#banned-peers li span", 5).await;
         assert_eq!(banned.text().await.unwrap(), cid);
-        // b is still there.
-        wait_for(&browser, &row(&bid), 1).await;
+        // b is still there. "Trust" on its row makes it a trusted peer.
+        let trust = wait_for(&browser, &format!("{} button.trust", row(&bid)), 5).await;
+        trust.click().await.unwrap();
+        wait_for(&browser, "#trusted-peers li span", 5).await;
+        assert_eq!(a.get(&format!("/network/peers/{bid}"))["trusted"], true);
+        // "Unban" in the banned peers' list lifts c's ban.
+        let unban = wait_for(&browser, &format!("#banned-peers button[aria-label=\"Unban {cid}\"]"), 5).await;
+        unban.click().await.unwrap();
+        wait_gone(&browser, "#banned-peers li span", 10).await;
+        assert_eq!(a.get(&format!("/network/peers/{cid}/banned")), false);
         browser.close().await.unwrap();
 
         // The dark scheme.

@@ -330,7 +330,11 @@ fn node_mode(n: usize, conc: usize, bin: Option<String>, extra: &[String]) {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(1));
-    println!("node {bin} {}; load {}", extra.join(" "), loadavg());
+    println!(
+        "node {bin} {} (pid {pid}, RPC http://{rpc}/); load {}",
+        extra.join(" "),
+        loadavg()
+    );
     let idle = settled(|| rss_kib(pid));
     println!("node /proc status idle: {}", rss_parts(pid));
     let rt = runtime();

@@ -50,7 +50,7 @@ function ago(iso) {
 
 // ---- actions: the node's own RPC, always as JSON (the server refuses
 // anything else that changes state: see the README's "Security").
-async function rpc(method, path, body) {
+async function rpc(method, path, body, alsoOk) {
   const res = await fetch(path, {
     method,
     headers: { "Content-Type": "application/json" },
@@ -58,19 +58,22 @@ async function rpc(method, path, body) {
   });
   let text = await res.text();
   try { const v = JSON.parse(text); if (v && v.error) text = v.error; } catch (_) { /* keep text */ }
-  if (!res.ok) throw new Error(`${res.status}: ${text}`);
+  if (!res.ok && res.status !== alsoOk) throw new Error(`${res.status}: ${text}`);
   return text;
 }
-function act(label, method, path, body) {
+function act(label, method, path, body, alsoOk) {
   const out = $("action-result");
   out.textContent = `${label}…`;
-  rpc(method, path, body)
+  rpc(method, path, body, alsoOk)
     .then(() => { out.textContent = `${label}: done`; poll(true); })
     .catch((e) => { out.textContent = `${label}: ${e.message}`; });
 }
 const enc = encodeURIComponent;
 const peerAcl = (id, acl) => act(`${acl} ${id.slice(0, 10)}…`, "PATCH", `/network/peers/${enc(id)}`, { acl });
 const pointAcl = (p, acl) => act(`${acl} ${p}`, "PATCH", `/network/points/${enc(p)}`, { acl });
+// An address's ban is lifted through any point of it; as Octez, the answer
+// is a 404 when that point is unknown, after the change is made.
+const ipAcl = (ip, acl) => act(`${acl} ${ip}`, "PATCH", `/network/points/${enc(ip.includes(":") ? `[${ip}]:0` : `${ip}:0`)}`, { acl }, 404);
 const disconnect = (id) => act(`disconnect ${id.slice(0, 10)}…`, "DELETE", `/network/connections/${enc(id)}`);
 
 // ---- connections table: sortable, filtered, virtualised (only the rows
@@ -173,7 +176,12 @@ function renderRows() {
   const focused = document.activeElement && body.contains(document.activeElement)
     ? [document.activeElement.closest("tr")?.dataset.peer, document.activeElement.className] : null;
   const frag = document.createDocumentFragment();
-  const pad = (h) => el("tr", { class: "pad", "aria-hidden": "true" }, el("td", { colspan: String(COLUMNS.length), style: `height:${h}px` }));
+  // (Set through the CSSOM: the page's policy forbids style attributes.)
+  const pad = (h) => {
+    const td = el("td", { colspan: String(COLUMNS.length) });
+    td.style.height = `${h}px`;
+    return el("tr", { class: "pad", "aria-hidden": "true" }, td);
+  };
   if (first > 0) frag.append(pad(first * ROW_H));
   for (let i = first; i < last; i++) frag.append(row(table.view[i], i));
   if (last < n) frag.append(pad((n - last) * ROW_H));
@@ -192,7 +200,8 @@ function drawChart() {
   const W = 600, H = 160, top = 12;
   for (const n of [...svg.querySelectorAll("polyline, text, line")]) n.remove();
   const max = Math.max(1024, ...history.map((h) => Math.max(h.in, h.out)));
-  const x = (i) => (history.length < 2 ? 0 : (i * W) / (HISTORY - 1)) + (HISTORY - history.length) * W / (HISTORY - 1);
+  // The samples held span the width (the legend says how long they cover).
+  const x = (i) => (history.length < 2 ? W : (i * W) / (history.length - 1));
   const y = (v) => H - (v / max) * (H - top);
   const ns = "http://www.w3.org/2000/svg";
   for (const [k, cls] of [["in", "in"], ["out", "out"]]) {
@@ -230,8 +239,6 @@ function counts(ul, m) {
   const e = Object.entries(m);
   ul.replaceChildren(...(e.length ? e.map(([k, v]) => el("li", { text: `${k}: ${v}` })) : [el("li", { class: "muted", text: "none" })]));
 }
-// An IP from the lists, as a point's address for the point RPC (port ignored).
-const ipPoint = (ip) => (ip.includes(":") ? `[${ip}]:0` : `${ip}:0`);
 
 function render(s) {
   const n = s.node, v = n.network_version;
@@ -264,9 +271,9 @@ function render(s) {
 
   counts($("points"), s.points);
   counts($("peers"), s.peers);
-  list($("grey-ips"), s.greylist.ips, { label: "Unban", run: (ip) => pointAcl(ipPoint(ip), "open") });
+  list($("grey-ips"), s.greylist.ips, { label: "Unban", run: (ip) => ipAcl(ip, "open") });
   list($("grey-peers"), s.greylist.peers, { label: "Unban", run: (id) => peerAcl(id, "open") });
-  list($("banned-ips"), s.banned.ips, { label: "Unban", run: (ip) => pointAcl(ipPoint(ip), "open") });
+  list($("banned-ips"), s.banned.ips, { label: "Unban", run: (ip) => ipAcl(ip, "open") });
   list($("banned-peers"), s.banned.peers, { label: "Unban", run: (id) => peerAcl(id, "open") });
   list($("trusted-points"), s.trusted.points, { label: "Untrust", run: (p) => pointAcl(p, "open") });
   list($("trusted-peers"), s.trusted.peers, { label: "Untrust", run: (id) => peerAcl(id, "open") });
