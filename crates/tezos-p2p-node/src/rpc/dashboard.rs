@@ -19,7 +19,7 @@ const SWARM_JS: &str = include_str!("../../assets/dashboard/swarm.js");
 /// The page's policy: its own script, style and data only, never framed
 /// (its buttons must not be clickjacked).
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-                   connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+                   connect-src 'self'; img-src 'self'; base-uri 'none'; \
                    form-action 'none'; frame-ancestors 'none'";
 
 /// At most this many entries of each list (greylists, bans, trusted
