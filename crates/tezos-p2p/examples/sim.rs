@@ -298,6 +298,7 @@ fn main() {
                 let per_minute = ((nodes as f64) * rate / 100.0).round().max(1.0) as usize;
                 let gap = Duration::from_secs(60) / per_minute as u32;
                 let mut ends = Vec::new();
+                let mut joined_at = vec![tokio::time::Instant::now() - Duration::from_secs(3600); nodes];
                 for minute in 0..minutes {
                     let mut crashed = 0;
                     for _ in 0..per_minute {
@@ -310,20 +311,33 @@ fn main() {
                             Leave::Graceful
                         };
                         sim.replace(slot, how).await.expect("join");
+                        joined_at[slot] = tokio::time::Instant::now();
                         if timeline.last().is_none_or(|s: &Sample| t0.elapsed().as_secs_f64() - s.t >= every.as_secs_f64()) {
                             timeline.push(sample(&sim, t0, false));
                         }
                     }
                     let s = sample(&sim, t0, false);
                     let fraction = s.within as f64 / s.alive.max(1) as f64;
+                    // The nodes out of their thresholds, by how long ago
+                    // they joined: < 30 s, < 60 s, earlier.
+                    let mut out_by_age = [0usize; 3];
+                    for (i, c) in sim.connection_counts().into_iter().enumerate() {
+                        if sim.slots()[i].alive && !sim.within_thresholds(c) {
+                            let age = joined_at[i].elapsed();
+                            out_by_age[usize::from(age >= Duration::from_secs(30))
+                                + usize::from(age >= Duration::from_secs(60))] += 1;
+                        }
+                    }
                     println!(
-                        "churn minute {}: replaced {per_minute} ({crashed} crashed); {}/{} live nodes within thresholds ({:.2} %), min {} mean {:.2} max {}",
+                        "churn minute {}: replaced {per_minute} ({crashed} crashed); {}/{} live nodes within thresholds ({:.2} %), min {} mean {:.2} max {}; out of thresholds by age: {out_by_age:?} (joined < 30 s, 30–60 s, earlier)",
                         minute + 1, s.within, s.alive, 100.0 * fraction, s.min, s.mean, s.max
                     );
                     ends.push(json!({
                         "minute": minute + 1, "replaced": per_minute, "crashed": crashed,
                         "within": s.within, "alive": s.alive, "fraction_within": fraction,
                         "min": s.min, "mean": s.mean, "max": s.max,
+                        "out_joined_under_30s": out_by_age[0], "out_joined_30_to_60s": out_by_age[1],
+                        "out_older": out_by_age[2],
                     }));
                     timeline.push(s);
                 }
