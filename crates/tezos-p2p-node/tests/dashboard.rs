@@ -303,6 +303,42 @@ async fn wait_gone(c: &fantoccini::Client, css: &str, secs: u64) {
     }
 }
 
+/// The lowest WCAG contrast ratio between the text of any element with
+/// text of its own and the background behind it, with that element.
+async fn min_contrast(c: &fantoccini::Client) -> (f64, String) {
+    let v: serde_json::Value = c
+        .execute(
+            "const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+             const lum = ([r, g, b]) => {
+               const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+               return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+             };
+             const bgOf = (e) => {
+               for (; e; e = e.parentElement) {
+                 const c = rgb(getComputedStyle(e).backgroundColor);
+                 if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+               }
+               return [255, 255, 255];
+             };
+             let worst = [99, ''];
+             for (const e of document.querySelectorAll('body *')) {
+               const own = [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+               if (!own || !e.getClientRects().length) continue;
+               const a = lum(rgb(getComputedStyle(e).color).slice(0, 3)), b = lum(bgOf(e));
+               const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+               if (ratio < worst[0]) worst = [ratio, e.outerHTML.slice(0, 120)];
+             }
+             return worst;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (
+        v[0].as_f64().unwrap(),
+        v[1].as_str().unwrap_or("").to_owned(),
+    )
+}
+
 fn row(peer: &str) -> String {
     format!("#conn-body tr[data-peer=\"{peer}\"]")
 }
@@ -349,6 +385,9 @@ fn the_dashboard_is_live_in_a_real_browser() {
             .await
             .unwrap();
         assert_eq!(unnamed, serde_json::json!([]), "controls without a name");
+
+        let worst = min_contrast(&browser).await;
+        assert!(worst.0 >= 4.5, "light scheme: contrast {worst:?} under WCAG AA's 4.5");
 
         // A connection opened afterwards appears without a reload.
         let (s, v) = a.req("PUT", &format!("/network/points/{}?timeout=5", c.p2p), None);
@@ -427,7 +466,9 @@ fn the_dashboard_is_live_in_a_real_browser() {
             .execute("return getComputedStyle(document.body).backgroundColor", vec![])
             .await
             .unwrap();
-        eprintln!("dark background: {bg}");
+        assert_eq!(bg, "rgb(13, 17, 23)", "not the dark scheme");
+        let worst = min_contrast(&dark).await;
+        assert!(worst.0 >= 4.5, "dark scheme: contrast {worst:?} under WCAG AA's 4.5");
         tokio::time::sleep(Duration::from_secs(3)).await;
         screenshot(&dark, "dashboard-dark.png").await;
         dark.close().await.unwrap();
