@@ -362,7 +362,7 @@ async fn serve<M: App>(
             "node running"
         );
         println!(
-            "tezos-p2p-node: peer {} listening on {listen} ({network}), RPC on http://{rpc_addr}",
+            "tezos-p2p-node: peer {} listening on {listen} ({network}), RPC and dashboard on http://{rpc_addr}/",
             node.net.peer_id(),
         );
         wait_for_signal().await?;
