@@ -5,7 +5,7 @@
 //! run is reproducible.
 //!
 //! With [`SimConfig::links`] the nodes talk over a
-//! [`LinkModel`](crate::transport::LinkModel) (latency by region, jitter,
+//! [`LinkModel`] (latency by region, jitter,
 //! loss, bandwidth), some behind NAT ([`SimConfig::nat`]); the network can
 //! be partitioned and healed ([`Simulation::partition`]), and nodes
 //! replaced ([`Simulation::replace`]: a graceful leave or a crash, then a

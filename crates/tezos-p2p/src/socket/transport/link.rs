@@ -79,7 +79,9 @@ pub const FIVE_REGIONS_MS: [[u64; 5]; 5] = [
     [130, 160, 60, 250, 10],
 ];
 
-/// What links between hosts do ([module docs](self)).
+/// What links between hosts do: latency, jitter, loss, window, and the
+/// user timeout that resets links cut by a partition or a crash (see
+/// [`MemoryNetwork::with_links`](super::MemoryNetwork::with_links)).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkModel {
     /// Seed of every draw (jitter, loss).
