@@ -23,6 +23,9 @@
 //!          --known K (1: joiners know node 0 only) --join-every MS (10)
 //!          --limit SECS (3600) --sample SECS (1) --out DIR
 //!          (target/sim/SCENARIO-N) --plots 0|1 (1)
+//!          --swap-linger SECS (30; 0: swaps off, as `--disable-p2p-swap`)
+//!          --diag SECS (0: off; else every SECS while converging, print
+//!          the nodes below their minimum: known points, back-offs, dials)
 //! ```
 //!
 //! Prints a summary and writes `results.json` (parameters, figures, the
@@ -146,6 +149,77 @@ async fn run(
     }
 }
 
+/// Prints, for each node below its minimum, what its pool knows: how
+/// many points, in which state, how many wait out a back-off and for how
+/// long, and its counts of dials and maintenance events (`--diag SECS`).
+fn diagnose(sim: &Simulation, s: &Sample) {
+    use tezos_p2p::events::EventKind as K;
+    use tezos_p2p::points::PointState;
+    let b = sim.config().limits.bounds();
+    let low: Vec<usize> = sim
+        .connection_counts()
+        .into_iter()
+        .enumerate()
+        .filter(|&(i, c)| sim.slots()[i].alive && c < b.min_threshold)
+        .map(|(i, _)| i)
+        .collect();
+    println!(
+        "diag t={:.0}: {} nodes below {}",
+        s.t,
+        low.len(),
+        b.min_threshold
+    );
+    for &i in low.iter().take(8) {
+        let n = &sim.nets[i];
+        let now = n.now();
+        let line = n.with_tables(|t| {
+            let (mut disc, mut blocked, mut free, mut busy, mut public) = (0, 0, 0, 0, 0);
+            let mut waits: Vec<f64> = Vec::new();
+            let mut delays: Vec<f64> = Vec::new();
+            for p in t.known_points.values() {
+                if p.known_public {
+                    public += 1;
+                }
+                if p.state != PointState::Disconnected {
+                    busy += 1;
+                    continue;
+                }
+                disc += 1;
+                if let Some(r) = p.reconnection {
+                    delays.push(r.delay.as_secs_f64());
+                }
+                if p.cannot_reconnect_yet(now) {
+                    blocked += 1;
+                    let r = p.reconnection.expect("blocked");
+                    waits.push(r.end_time.duration_since(now).unwrap_or_default().as_secs_f64());
+                } else {
+                    free += 1;
+                }
+            }
+            waits.sort_by(f64::total_cmp);
+            delays.sort_by(f64::total_cmp);
+            let q = |v: &[f64], f: f64| v.get(((v.len() as f64 - 1.0) * f) as usize).copied().unwrap_or(0.0);
+            format!(
+                "known {} (public {public}) busy {busy} disconnected {disc}: free {free}, backing off {blocked} (wait min {:.0} med {:.0} max {:.0} s; delay med {:.0} max {:.0} s)",
+                t.known_points.len(), q(&waits, 0.0), q(&waits, 0.5), q(&waits, 1.0), q(&delays, 0.5), q(&delays, 1.0)
+            )
+        });
+        println!(
+            "  node {i} (gen {}): {} conns; {line}; dials {} refused(nack rx) {} auth-failed {} too-few {} bootstrap-sent {} new-points {} incoming {} rejecting {}",
+            sim.slots()[i].generation,
+            n.active_connections(),
+            n.event_count(K::OutgoingConnection),
+            n.event_count(K::RequestRejected),
+            n.event_count(K::AuthenticationFailed),
+            n.event_count(K::TooFewConnections),
+            n.event_count(K::BootstrapSent),
+            n.event_count(K::NewPoint),
+            n.event_count(K::IncomingConnection),
+            n.event_count(K::RejectingRequest),
+        );
+    }
+}
+
 fn histogram(sim: &Simulation) -> Vec<usize> {
     let mut h = Vec::new();
     for (c, s) in sim.connection_counts().into_iter().zip(sim.slots()) {
@@ -217,6 +291,10 @@ fn main() {
     let nat_pct: f64 = args.get("nat", default_nat);
     let mut cfg = SimConfig::new(nodes, min, expected, max, seed);
     cfg.limits.maintenance_idle_time = Some(Duration::from_secs(args.get("idle", 10)));
+    // --swap-linger SECS: Octez's `swap_linger` (30 s); 0 turns swaps off
+    // (`--disable-p2p-swap`: no request sent, none answered).
+    let swap_linger: u64 = args.get("swap-linger", 30);
+    cfg.limits.swap_linger = (swap_linger > 0).then(|| Duration::from_secs(swap_linger));
     cfg.known = args.get("known", 1);
     cfg.join_every = Duration::from_micros((args.get("join-every", 10.0f64) * 1000.0) as u64);
     if latency_ms > 0.0 {
@@ -243,6 +321,7 @@ fn main() {
         "min": min, "expected": expected, "max": max,
         "thresholds": [bounds.min_threshold, bounds.max_threshold],
         "idle_s": cfg.limits.maintenance_idle_time.map(|d| d.as_secs()),
+        "swap_linger_s": cfg.limits.swap_linger.map(|d| d.as_secs()),
         "median_latency_ms": latency_ms, "nat_percent": nat_pct, "known": cfg.known,
         "join_every_ms": cfg.join_every.as_secs_f64() * 1000.0,
         "upload_bytes_per_s": cfg.upload, "download_bytes_per_s": cfg.download,
@@ -264,7 +343,13 @@ fn main() {
         let wall_activated = wall.elapsed();
         let joined = t0.elapsed();
         let partition = scenario == "partition";
-        let converged = run(&sim, t0, &mut timeline, every, limit, partition, |sim, _| {
+        let diag = Duration::from_secs(args.get("diag", 0));
+        let mut last_diag = tokio::time::Instant::now();
+        let converged = run(&sim, t0, &mut timeline, every, limit, partition, |sim, s| {
+            if !diag.is_zero() && last_diag.elapsed() >= diag {
+                last_diag = tokio::time::Instant::now();
+                diagnose(sim, s);
+            }
             sim.converged()
         })
         .await;

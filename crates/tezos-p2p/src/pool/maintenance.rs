@@ -5,7 +5,8 @@
 //! [`Net::maintain`](crate::Net::maintain) is called, or the pool signals
 //! too few or too many connections. Too few: contact candidate points in
 //! parallel (never-missed first, then the oldest miss; the reconnection
-//! back-off is respected), and when short of candidates ask the peers for
+//! back-off is respected, except that a node without any connection
+//! retries its trusted points once a minute), and when short of candidates ask the peers for
 //! more (Bootstrap) and wait for a new point or 5 s. Too many: disconnect
 //! random connections, sparing private-and-trusted ones. Within the
 //! thresholds: propose one swap, if swaps are enabled and the linger has
@@ -161,7 +162,9 @@ where
 }
 
 /// Octez's classification (§6.4): the best `max` candidates, never-missed
-/// points first, then the oldest miss.
+/// points first, then the oldest miss. The back-off is Octez's, except
+/// that a node without any connection retries its trusted points at least
+/// once a minute ([`PointInfo::backs_off`](crate::pool::points::PointInfo::backs_off)).
 fn candidates<A, C, P: PeerMeta>(
     inner: &Inner<A, C, P>,
     start: SystemTime,
@@ -170,7 +173,11 @@ fn candidates<A, C, P: PeerMeta>(
 ) -> Vec<Point> {
     let now = inner.now();
     let private = inner.config.private_mode;
+    let cfg = inner.config.reconnection;
     let st = inner.state();
+    // Without any connection no Bootstrap can be sent: only trusted points
+    // and the Nacks of dialed ones can bring this node new points.
+    let isolated = st.connections.is_empty();
     let mut found: Vec<(Option<SystemTime>, Point)> = Vec::new();
     for (point, info) in &st.tables.known_points {
         if seen.contains(point) || (private && !info.trusted) {
@@ -179,7 +186,7 @@ fn candidates<A, C, P: PeerMeta>(
         let last_miss = info.last_miss();
         if !matches!(info.state, PointState::Disconnected)
             || last_miss.is_some_and(|t| t > start)
-            || info.cannot_reconnect_yet(now)
+            || info.backs_off(&cfg, now, isolated)
         {
             seen.insert(*point);
             continue;

@@ -484,6 +484,27 @@ impl PointInfo {
         self.reconnection.is_some_and(|r| now <= r.end_time)
     }
 
+    /// Whether the maintenance must wait before dialing this point:
+    /// [`cannot_reconnect_yet`](Self::cannot_reconnect_yet), except that a
+    /// node without any connection (`isolated`) retries a *trusted* point
+    /// (a bootstrap or configured peer) once `cfg.disconnection_delay`
+    /// (60 s) has passed since its last miss, however long the back-off
+    /// has grown. Octez waits out the whole back-off (up to two days):
+    /// a node whose only known point is a busy bootstrap node, refused
+    /// before any Nack could tell it other points, then stays alone while
+    /// the delay grows ×1.2 per refusal. The stored back-off is unchanged.
+    pub fn backs_off(&self, cfg: &ReconnectionConfig, now: SystemTime, isolated: bool) -> bool {
+        if !self.cannot_reconnect_yet(now) {
+            return false;
+        }
+        if isolated && self.trusted {
+            if let Some(miss) = self.last_miss() {
+                return now < saturating_add(miss, cfg.disconnection_delay);
+            }
+        }
+        true
+    }
+
     /// Whether the point is Disconnected.
     pub fn is_disconnected(&self) -> bool {
         self.state == PointState::Disconnected
@@ -702,6 +723,47 @@ mod tests {
                 && (delays[1] - 1.2).abs() < 1e-9
                 && (delays[2] - 1.44).abs() < 1e-9
         );
+    }
+
+    #[test]
+    fn an_isolated_node_retries_a_trusted_point_after_a_minute_whatever_its_back_off() {
+        let cfg = ReconnectionConfig::default();
+        let fail_many = |p: &mut PointInfo| {
+            let mut now = t(0);
+            for _ in 0..40 {
+                p.set_requested(now).unwrap();
+                p.set_disconnected(&cfg, now, false).unwrap();
+                now = p.reconnection_time().unwrap();
+            }
+            // One more refusal at `now`: the delay is now over 1 000 s.
+            p.set_requested(now).unwrap();
+            p.set_disconnected(&cfg, now, false).unwrap();
+            assert!(p.reconnection_time().unwrap() > now + Duration::from_secs(1000));
+            now
+        };
+        let mut trusted = PointInfo::new("10.0.0.1:9732".parse().unwrap(), true, None);
+        let miss = fail_many(&mut trusted);
+        let mut untrusted = info();
+        assert_eq!(fail_many(&mut untrusted), miss);
+        let before = miss + Duration::from_secs(59);
+        let after = miss + Duration::from_secs(60);
+        // With connections, or for an untrusted point: Octez's back-off.
+        for now in [before, after] {
+            assert!(trusted.backs_off(&cfg, now, false));
+            assert!(untrusted.backs_off(&cfg, now, true));
+            assert!(untrusted.backs_off(&cfg, now, false));
+        }
+        // Without any connection, a trusted point waits a minute at most.
+        assert!(trusted.backs_off(&cfg, before, true));
+        assert!(!trusted.backs_off(&cfg, after, true));
+        // The stored back-off is untouched (RPC `greylisted_until`).
+        assert!(trusted.cannot_reconnect_yet(after));
+        // A short back-off is not lengthened.
+        let mut fresh = PointInfo::new("10.0.0.2:9732".parse().unwrap(), true, None);
+        fresh.set_requested(t(0)).unwrap();
+        fresh.set_disconnected(&cfg, t(0), false).unwrap();
+        assert!(fresh.backs_off(&cfg, t(0), true));
+        assert!(!fresh.backs_off(&cfg, t(2), true));
     }
 
     #[test]

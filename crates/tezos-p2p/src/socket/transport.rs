@@ -1172,6 +1172,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_peer_that_wrote_then_closed_is_read_in_full_and_a_write_fails_a_round_trip_later() {
+        // A Nack written just before a close must reach a peer that writes
+        // its Ack meanwhile: TCP accepts the write, the reset comes back
+        // one round trip later.
+        let network = MemoryNetwork::with_links(LinkModel::uniform(1, Duration::from_millis(20)));
+        let (mut a, mut b) = linked(&network, "10.0.0.1", "10.0.0.2").await;
+        b.write_all(b"nack").await.expect("write");
+        b.shutdown().await.expect("shutdown");
+        drop(b);
+        let start = tokio::time::Instant::now();
+        a.write_all(b"ack")
+            .await
+            .expect("the first write is accepted");
+        let mut buf = Vec::new();
+        a.read_to_end(&mut buf).await.expect("read");
+        assert_eq!(buf, b"nack");
+        tokio::time::sleep_until(start + Duration::from_millis(39)).await;
+        a.write_all(b"more").await.expect("no reset yet");
+        tokio::time::sleep_until(start + Duration::from_millis(40)).await;
+        let error = a.write_all(b"more").await.expect_err("reset");
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_crashed_host_says_nothing_and_its_peers_learn_it_from_the_timeout() {
         let network = MemoryNetwork::with_links(LinkModel::uniform(1, Duration::from_millis(20)));
         let (mut alive, crashed) = linked(&network, "10.0.0.1", "10.0.0.2").await;

@@ -483,6 +483,10 @@ struct PipeState {
     fin: bool,
     /// The reader is gone (its stream was dropped).
     reader_gone: bool,
+    /// When the writer learns that the reader is gone: the peer's reset
+    /// answers the first write after the reader left, one round trip
+    /// later. Until then writes succeed (and are dropped), as in TCP.
+    reset_arrives: Option<Instant>,
     /// Reset by the user timeout.
     reset: bool,
     read_waker: Option<Waker>,
@@ -509,6 +513,7 @@ impl Pipe {
                 last_arrival: None,
                 fin: false,
                 reader_gone: false,
+                reset_arrives: None,
                 reset: false,
                 read_waker: None,
                 write_waker: None,
@@ -553,8 +558,9 @@ impl Pipe {
         self.push(&mut st, Bytes::new());
     }
 
-    /// The reader is gone: what is queued is dropped, the writer learns it
-    /// at its next write (if the reader's host can still say so).
+    /// The reader is gone: what is queued is dropped; the writer learns it
+    /// one round trip after its next write (if the reader's host can still
+    /// say so).
     fn reader_gone(&self) {
         let mut st = lock(&self.state);
         st.reader_gone = true;
@@ -615,8 +621,16 @@ impl Pipe {
             return Poll::Ready(Ok(buf.len()));
         }
         if st.reader_gone {
+            // The peer closed: TCP accepts the write, the peer answers it
+            // with a reset, and only a write after the reset has come back
+            // fails. (Failing at once lost, in a race with the write of an
+            // Ack, the Nack a peer had sent just before closing.)
             if reachable(&self.from, &self.to) {
-                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                let now = Instant::now();
+                let at = *st.reset_arrives.get_or_insert(now + 2 * self.latency);
+                if now >= at {
+                    return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                }
             }
             return Poll::Ready(Ok(buf.len()));
         }
