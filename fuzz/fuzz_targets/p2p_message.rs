@@ -1,7 +1,9 @@
 //! P2P messages: `P2pMessage::<RawMessage>::from_bytes` (one whole message)
 //! and the streaming `MessageDecoder` (with `next_size` checked against
 //! `next`), fed the same bytes in one piece and
-//! in pieces cut at data-dependent positions: both must give the same
+//! in pieces cut at data-dependent positions, with and without room made
+//! for each message once announced (`reserve_next`, which sets a large
+//! body apart for `AppMessage::decode_owned`): all must give the same
 //! messages and end the same way. Decoded messages round-trip through
 //! `encode_message` (points are normalised, so decode → encode → decode).
 #![no_main]
@@ -54,7 +56,21 @@ fn run_decoder(data: &[u8], limit: usize) {
     let mut expected = Vec::new();
     let expected_err = drain(&mut whole, &mut expected);
 
-    // The same bytes in pieces of 1..=23 bytes chosen by the data.
+    for reserve in [false, true] {
+        run_split(data, limit, reserve, &expected, &expected_err, &whole);
+    }
+}
+
+/// The bytes in pieces of 1..=23 bytes chosen by the data; with `reserve`,
+/// room made for each message once announced.
+fn run_split(
+    data: &[u8],
+    limit: usize,
+    reserve: bool,
+    expected: &[(usize, Msg)],
+    expected_err: &Option<DecodeError>,
+    whole: &MessageDecoder<RawMessage>,
+) {
     let mut split = MessageDecoder::<RawMessage>::with_max_message_size(limit);
     let mut got = Vec::new();
     let mut err = None;
@@ -65,6 +81,9 @@ fn run_decoder(data: &[u8], limit: usize) {
         split.feed(&data[pos..end]);
         pos = end;
         if err.is_none() {
+            if reserve && matches!(split.next_announced_size(), Ok(Some(_))) {
+                split.reserve_next(len);
+            }
             err = drain(&mut split, &mut got);
         }
     }
@@ -72,7 +91,7 @@ fn run_decoder(data: &[u8], limit: usize) {
         err = drain(&mut split, &mut got);
     }
     assert_eq!(got, expected);
-    assert_eq!(err, expected_err);
+    assert_eq!(&err, expected_err);
     assert_eq!(split.is_failed(), err.is_some());
     assert_eq!(whole.is_failed(), expected_err.is_some());
     if let Some(e) = &err {

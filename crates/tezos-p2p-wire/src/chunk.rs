@@ -12,9 +12,10 @@
 //! * [`ChunkReader`] takes bytes as they come from the socket
 //!   ([`ChunkReader::feed`], or [`ChunkReader::recv_buf`] to read into it
 //!   without a copy), opens whole chunks in place, feeds their plaintext to
-//!   a [`MessageDecoder`] and hands out messages
-//!   ([`ChunkReader::next_size`], [`ChunkReader::next_message`]) or the
-//!   error that ended the stream ([`ReadError`]).
+//!   a [`MessageDecoder`] (or opens them straight into the buffer of a
+//!   large message's body, which the message then keeps) and hands out
+//!   messages ([`ChunkReader::next_size`], [`ChunkReader::next_message`])
+//!   or the error that ended the stream ([`ReadError`]).
 //!
 //! Both are plain values: no clock, no socket, no allocation that the peer
 //! controls beyond one chunk and one message of the decoder's limit. The
@@ -25,7 +26,7 @@ use thiserror::Error;
 
 use crate::crypto::{
     chunk_body_len, ChunkCipher, CryptoError, Nonce, SessionCipher, CHUNK_OVERHEAD, HEADER_LEN,
-    MAX_CHUNK_PLAINTEXT, MAX_CHUNK_SIZE, MIN_BINARY_CHUNKS_SIZE,
+    MAX_CHUNK_PLAINTEXT, MAX_CHUNK_SIZE, MIN_BINARY_CHUNKS_SIZE, TAG_LEN,
 };
 use crate::encoding::DecodeError;
 use crate::message::{AppMessage, MessageDecoder, P2pMessage};
@@ -298,7 +299,9 @@ impl From<CryptoError> for ReadError {
 ///
 /// Bytes go in with [`feed`](Self::feed) or, without a copy, by reading
 /// from the socket into [`recv_buf`](Self::recv_buf). Chunks are opened in
-/// place, lazily: [`next_size`](Self::next_size) opens whole chunks only
+/// place (or, inside the body of a large application message, straight
+/// into the buffer that message keeps: see [`AppMessage::decode_owned`]),
+/// lazily: [`next_size`](Self::next_size) opens whole chunks only
 /// until a message is whole, so the decoder holds at most one message and
 /// one chunk, and a runtime that stops taking messages (a full queue) stops
 /// the opening too. When it returns `Ok(None)`, what is left unopened is
@@ -308,7 +311,10 @@ impl From<CryptoError> for ReadError {
 /// For a budget of partially received messages, a runtime looks at
 /// [`next_announced_size`](Self::next_announced_size) before reading more
 /// of a large message, and [`reserve_next`](Self::reserve_next) /
-/// [`shrink`](Self::shrink) size the decoder's buffer.
+/// [`shrink`](Self::shrink) size the decoder's buffer. With room made for a
+/// large message, its body is opened into it without a copy or a
+/// reallocation; [`read_ahead`](Self::read_ahead) tells how much of it to
+/// read at once.
 ///
 /// The first bad frame or message ends the stream: its [`ReadError`] is
 /// returned from then on, the buffers are freed (nothing is unopened or
@@ -447,6 +453,32 @@ impl<A: AppMessage> ChunkReader<A> {
         }
     }
 
+    /// How much to read next to go on with a large message in few reads
+    /// that end on chunk boundaries: the rest of the chunk under way (as
+    /// [`chunk_remaining`](Self::chunk_remaining)), then, while the message
+    /// under way needs more than that chunk brings, whole chunks of the
+    /// same size, up to `max` bytes in all (but at least the rest of the
+    /// chunk). 0 before the chunk's header is there.
+    pub fn read_ahead(&self, max: usize) -> usize {
+        let rest = self.chunk_remaining();
+        let avail = self.buf.get(self.pos..).unwrap_or_default();
+        let Some(&[a, b]) = avail.get(..HEADER_LEN) else {
+            return rest;
+        };
+        let body = usize::from(u16::from_be_bytes([a, b]));
+        if body <= TAG_LEN {
+            return rest;
+        }
+        let (chunk, plain) = (HEADER_LEN + body, body - TAG_LEN);
+        let mut need = self.decoder.next_remaining().saturating_sub(plain);
+        let mut want = rest;
+        while need > 0 && want + chunk <= max {
+            want += chunk;
+            need = need.saturating_sub(plain);
+        }
+        want
+    }
+
     /// The error that ended the stream, if any, dropping what was read
     /// since into [`recv_buf`](Self::recv_buf).
     fn failed(&mut self) -> Option<ReadError> {
@@ -480,9 +512,18 @@ impl<A: AppMessage> ChunkReader<A> {
         let Some(chunk) = avail.get_mut(HEADER_LEN..HEADER_LEN + body) else {
             return Ok(false);
         };
-        match self.cipher.open_chunk(chunk) {
-            Ok(pt) => {
-                self.decoder.feed(pt);
+        // A chunk whose plaintext all belongs to the body of a large
+        // message is opened straight into that body's buffer; any other
+        // is opened in place and its plaintext fed to the decoder.
+        let opened = match self.decoder.body_room(body - TAG_LEN) {
+            Some(dst) => self.cipher.open_chunk_into(chunk, dst),
+            None => self
+                .cipher
+                .open_chunk(chunk)
+                .map(|pt| self.decoder.feed(pt)),
+        };
+        match opened {
+            Ok(()) => {
                 self.pos += HEADER_LEN + body;
                 Ok(true)
             }

@@ -349,6 +349,15 @@ impl ChunkCipher {
         self.key.open_chunk(&mut self.nonce, body)
     }
 
+    /// Opens a chunk body (`MAC || ciphertext`, without the length header)
+    /// and appends its plaintext to `out`, leaving `body` as it is: the
+    /// plaintext goes straight where it is wanted, with no copy. `out` is
+    /// unchanged on failure; the nonce moves on even then, as in
+    /// [`open_chunk`](Self::open_chunk).
+    pub fn open_chunk_into(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.key.open_chunk_into(&mut self.nonce, body, out)
+    }
+
     /// The key and the nonce of the next chunk.
     pub fn into_parts(self) -> (SessionKey, Nonce) {
         (self.key, self.nonce)
@@ -422,6 +431,44 @@ impl SessionKey {
         t.copy_from_slice(tag);
         self.open_in_place(&nonce, &t, ct)?;
         Ok(ct)
+    }
+
+    /// [`ChunkCipher::open_chunk_into`] with the nonce kept by the caller.
+    pub fn open_chunk_into(
+        &self,
+        nonce: &mut Nonce,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        if body.len() < TAG_LEN {
+            return Err(CryptoError::InvalidIncomingCiphertextSize(body.len()));
+        }
+        let nonce = nonce.fetch_increment();
+        let (tag, ct) = body.split_at(TAG_LEN);
+        init();
+        out.reserve(ct.len());
+        let at = out.len();
+        // SAFETY: `out`'s spare capacity has room for `ct.len()` bytes
+        // (reserved above) and cannot overlap `body`, which is borrowed
+        // immutably; libsodium verifies the tag before it writes anything,
+        // and on success writes all `ct.len()` bytes of plaintext, so they
+        // are initialised before `set_len`.
+        let rc = unsafe {
+            libsodium_sys::crypto_box_open_detached_afternm(
+                out.spare_capacity_mut().as_mut_ptr().cast::<u8>(),
+                ct.as_ptr(),
+                tag.as_ptr(),
+                ct.len() as u64,
+                nonce.0.as_ptr(),
+                self.0.as_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(CryptoError::Decipher);
+        }
+        // SAFETY: see above.
+        unsafe { out.set_len(at + ct.len()) };
+        Ok(())
     }
 }
 

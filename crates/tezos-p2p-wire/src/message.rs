@@ -323,6 +323,15 @@ pub trait AppMessage: Sized + Send + fmt::Debug + 'static {
     /// unused bytes [`DecodeError::ExtraBytes`].
     fn decode(tag: u16, body: &[u8]) -> Result<Self, DecodeError>;
 
+    /// [`decode`](Self::decode), given the body as a buffer of its own: a
+    /// type that keeps its body as bytes (as [`RawMessage`] does) takes the
+    /// buffer instead of copying it. The [`MessageDecoder`] calls it for a
+    /// body longer than a chunk that it has assembled apart (see there).
+    /// It must give what `decode(tag, &body)` gives, as the default does.
+    fn decode_owned(tag: u16, body: Vec<u8>) -> Result<Self, DecodeError> {
+        Self::decode(tag, &body)
+    }
+
     /// The largest size field (tag and body, as the `u32` in front of the
     /// message counts them) a message of tag `tag` (≥ [`MIN_APP_TAG`]) may
     /// announce, or `None` if no message has this tag. The
@@ -376,10 +385,15 @@ impl AppMessage for RawMessage {
         if tag < MIN_APP_TAG {
             return Err(DecodeError::UnexpectedTag(tag));
         }
-        Ok(RawMessage {
-            tag,
-            body: body.to_vec(),
-        })
+        Self::decode_owned(tag, body.to_vec())
+    }
+
+    /// Takes the buffer as the body: no copy.
+    fn decode_owned(tag: u16, body: Vec<u8>) -> Result<Self, DecodeError> {
+        if tag < MIN_APP_TAG {
+            return Err(DecodeError::UnexpectedTag(tag));
+        }
+        Ok(RawMessage { tag, body })
     }
 }
 
@@ -558,6 +572,48 @@ impl<M: AppMessage> Decode for P2pMessage<M> {
 /// is given back.
 const SHRINK_ABOVE: usize = 1 << 20;
 
+/// The size field and the tag.
+const HEAD_LEN: usize = SIZE_FIELD_LEN + 2;
+
+/// An application message whose body is longer than this (one chunk's
+/// plaintext, rounded up) is assembled in a buffer of its own, which
+/// [`AppMessage::decode_owned`] then takes: the body is not copied out of
+/// the stream's buffer, and the chunk reader opens the chunks that fall
+/// inside it straight there.
+const OWNED_BODY_ABOVE: usize = 1 << 16;
+
+/// The body of a large application message, assembled apart from the
+/// stream's buffer (its size field and tag, checked, are dropped).
+struct OwnedBody {
+    tag: u16,
+    /// The whole message's length, size field included.
+    total: usize,
+    body: Vec<u8>,
+}
+
+impl OwnedBody {
+    fn body_len(&self) -> usize {
+        self.total - HEAD_LEN
+    }
+
+    /// Bytes of the body still to come.
+    fn missing(&self) -> usize {
+        self.body_len() - self.body.len()
+    }
+
+    /// Room for `n` more bytes (at most [`missing`](Self::missing)):
+    /// the capacity doubles, but never past the body's length.
+    fn grow(&mut self, n: usize) {
+        let need = self.body.len() + n;
+        if need > self.body.capacity() {
+            let want = need
+                .max(self.body.capacity().saturating_mul(2))
+                .min(self.body_len());
+            self.body.reserve_exact(want.max(need) - self.body.len());
+        }
+    }
+}
+
 /// A streaming decoder of P2P messages over the decrypted byte stream.
 ///
 /// Feed it plaintext as chunks arrive ([`feed`](Self::feed)), then call
@@ -567,13 +623,22 @@ const SHRINK_ABOVE: usize = 1 << 20;
 /// ([`AppMessage::max_size`]) as soon as the 2 bytes of the tag follow,
 /// before any body is buffered;
 /// buffering is thus bounded by one message plus one fed slice, and memory
-/// is only allocated for bytes actually fed. Consumed bytes are dropped
-/// lazily (amortised linear copying). After an error the decoder stays
-/// failed: every later call to `next` returns the same error and fed bytes
-/// are discarded.
+/// is only allocated for bytes actually fed (unless
+/// [`reserve_next`](Self::reserve_next) asks for the whole message).
+/// Consumed bytes are dropped lazily (amortised linear copying). The body
+/// of an application message longer than a chunk, once room is made for
+/// it ([`reserve_next`](Self::reserve_next)) or the chunk reader opens a
+/// chunk into it, is assembled in a buffer of its own and handed whole to
+/// [`AppMessage::decode_owned`]. After an error the decoder stays failed:
+/// every later call to `next` returns the same error and fed bytes are
+/// discarded.
 pub struct MessageDecoder<M> {
+    /// The stream; from `pos`, bytes not yet returned as messages (after
+    /// the owned body, if any: bytes go there only once it is whole).
     buf: Vec<u8>,
     pos: usize,
+    /// The large application message under way.
+    owned: Option<OwnedBody>,
     limit: usize,
     failed: Option<DecodeError>,
     _marker: PhantomData<fn() -> M>,
@@ -582,7 +647,8 @@ pub struct MessageDecoder<M> {
 impl<M> fmt::Debug for MessageDecoder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MessageDecoder")
-            .field("buffered", &(self.buf.len() - self.pos))
+            .field("buffered", &self.buffered())
+            .field("owned_body", &self.owned.as_ref().map(|o| o.body.len()))
             .field("max_message_size", &self.limit)
             .field("failed", &self.failed)
             .finish()
@@ -592,6 +658,13 @@ impl<M> fmt::Debug for MessageDecoder<M> {
 impl<M: AppMessage> Default for MessageDecoder<M> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl<M> MessageDecoder<M> {
+    /// Bytes received and not yet returned as messages.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos + self.owned.as_ref().map_or(0, |o| HEAD_LEN + o.body.len())
     }
 }
 
@@ -607,6 +680,7 @@ impl<M: AppMessage> MessageDecoder<M> {
         MessageDecoder {
             buf: Vec::new(),
             pos: 0,
+            owned: None,
             limit: max_message_size.min(MAX_MESSAGE_SIZE),
             failed: None,
             _marker: PhantomData,
@@ -618,20 +692,24 @@ impl<M: AppMessage> MessageDecoder<M> {
         self.limit
     }
 
-    /// Bytes received and not yet returned as messages.
-    pub fn buffered(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
     /// Whether a previous call to [`next`](Self::next) failed.
     pub fn is_failed(&self) -> bool {
         self.failed.is_some()
     }
 
     /// Appends decrypted bytes (ignored once the decoder has failed).
-    pub fn feed(&mut self, bytes: &[u8]) {
+    pub fn feed(&mut self, mut bytes: &[u8]) {
         if self.failed.is_some() {
             return;
+        }
+        if let Some(o) = &mut self.owned {
+            let n = o.missing().min(bytes.len());
+            o.grow(n);
+            o.body.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if bytes.is_empty() {
+                return;
+            }
         }
         if self.pos == self.buf.len() {
             self.buf.clear();
@@ -648,10 +726,33 @@ impl<M: AppMessage> MessageDecoder<M> {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// The owned body under way with room for `n` more bytes, if `n` bytes
+    /// of plaintext all belong to it: the chunk reader then opens a chunk
+    /// straight into it ([`ChunkCipher::open_chunk_into`]), which must
+    /// append exactly `n` bytes, or nothing.
+    ///
+    /// [`ChunkCipher::open_chunk_into`]: crate::crypto::ChunkCipher::open_chunk_into
+    pub(crate) fn body_room(&mut self, n: usize) -> Option<&mut Vec<u8>> {
+        if self.failed.is_some() {
+            return None;
+        }
+        if self.owned.is_none() {
+            if let Ok(Some(total)) = self.header() {
+                if self.buffered() < total {
+                    self.own_body(total, false);
+                }
+            }
+        }
+        let o = self.owned.as_mut().filter(|o| o.missing() >= n)?;
+        o.grow(n);
+        Some(&mut o.body)
+    }
+
     fn fail(&mut self, e: DecodeError) -> DecodeError {
         self.failed = Some(e.clone());
         self.buf = Vec::new();
         self.pos = 0;
+        self.owned = None;
         e
     }
 
@@ -679,38 +780,64 @@ impl<M: AppMessage> MessageDecoder<M> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        if self.buffered() < SIZE_FIELD_LEN + 2 {
+        if self.buffered() < HEAD_LEN {
             return Ok(None);
         }
         self.header().map_err(|e| self.fail(e))
     }
 
-    /// Makes room for the whole next message (once its size field is
-    /// there) plus `extra` bytes, dropping consumed bytes first: the
-    /// message is then buffered without any reallocation, and the buffer
-    /// holds at most its announced size plus `extra` until it is taken.
-    pub fn reserve_next(&mut self, extra: usize) {
-        if let Ok(Some(total)) = self.header() {
-            if self.pos > 0 {
-                self.buf.drain(..self.pos);
-                self.pos = 0;
-            }
-            let want = total.saturating_add(extra);
-            if want > self.buf.capacity() {
-                self.buf.reserve_exact(want - self.buf.len());
-            }
+    /// How many more bytes complete the next message, once its size field
+    /// is there (0 before, or for a bad one).
+    pub(crate) fn next_remaining(&self) -> usize {
+        match self.header() {
+            Ok(Some(total)) => total.saturating_sub(self.buffered()),
+            _ => 0,
         }
     }
 
-    /// The bytes the buffer holds room for (consumed ones included).
-    pub fn capacity(&self) -> usize {
-        self.buf.capacity()
+    /// Makes room for the whole next message (once its size field is
+    /// there) plus `extra` bytes, dropping consumed bytes first: the
+    /// message is then buffered without any reallocation, and the buffers
+    /// hold at most its announced size plus `extra` (plus the stream
+    /// buffer's memory kept from before, which [`shrink`](Self::shrink)
+    /// gives back) until it is taken.
+    pub fn reserve_next(&mut self, extra: usize) {
+        let Ok(Some(total)) = self.header() else {
+            return;
+        };
+        if self.buffered() < total {
+            self.own_body(total, true);
+        }
+        if let Some(o) = &mut self.owned {
+            let missing = o.missing();
+            o.body.reserve_exact(missing);
+            // What follows the body (the rest of its last chunk).
+            if self.buf.capacity() - (self.buf.len() - self.pos) < extra {
+                self.buf.drain(..self.pos);
+                self.pos = 0;
+                self.buf.reserve_exact(extra);
+            }
+            return;
+        }
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let want = total.saturating_add(extra);
+        if want > self.buf.capacity() {
+            self.buf.reserve_exact(want - self.buf.len());
+        }
     }
 
-    /// Gives the buffer's memory back, down to `keep` bytes or what is
-    /// buffered if more.
+    /// The bytes the buffers hold room for (consumed ones included).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity() + self.owned.as_ref().map_or(0, |o| o.body.capacity())
+    }
+
+    /// Gives the stream buffer's memory back, down to `keep` bytes or what
+    /// it holds if more. (An owned body under way keeps its room.)
     pub fn shrink(&mut self, keep: usize) {
-        if self.buf.capacity() > keep.max(self.buffered()) {
+        if self.buf.capacity() > keep.max(self.buf.len() - self.pos) {
             self.buf.drain(..self.pos);
             self.pos = 0;
             self.buf.shrink_to(keep.max(self.buf.len()));
@@ -721,13 +848,17 @@ impl<M: AppMessage> MessageDecoder<M> {
     /// size field is there, checked against the limit and, once the tag is
     /// there too, against the tag's own bound ([`AppMessage::max_size`]).
     fn header(&self) -> Result<Option<usize>, DecodeError> {
+        if let Some(o) = &self.owned {
+            // Checked when it was set apart.
+            return Ok(Some(o.total));
+        }
         let avail = &self.buf[self.pos..];
         let Some(&[a, b, c, d]) = avail.get(..SIZE_FIELD_LEN) else {
             return Ok(None);
         };
         let size = u32::from_be_bytes([a, b, c, d]);
         let total = check_size_field(size, self.limit)?;
-        if let Some(&[t0, t1]) = avail.get(SIZE_FIELD_LEN..SIZE_FIELD_LEN + 2) {
+        if let Some(&[t0, t1]) = avail.get(SIZE_FIELD_LEN..HEAD_LEN) {
             let tag = u16::from_be_bytes([t0, t1]);
             if tag >= MIN_APP_TAG {
                 let max = M::max_size(tag).ok_or(DecodeError::UnexpectedTag(tag))?;
@@ -739,6 +870,41 @@ impl<M: AppMessage> MessageDecoder<M> {
         Ok(Some(total))
     }
 
+    /// Sets the body of the next message apart if it is an application
+    /// message longer than [`OWNED_BODY_ABOVE`], whose header (checked by
+    /// [`header`](Self::header): `total` is its length) is buffered but
+    /// not the whole message; with `whole`, with room for all of it at
+    /// once.
+    fn own_body(&mut self, total: usize, whole: bool) {
+        if self.owned.is_some() || total - HEAD_LEN <= OWNED_BODY_ABOVE {
+            return;
+        }
+        let avail = &self.buf[self.pos..];
+        let Some(&[t0, t1]) = avail.get(SIZE_FIELD_LEN..HEAD_LEN) else {
+            return;
+        };
+        let tag = u16::from_be_bytes([t0, t1]);
+        if tag < MIN_APP_TAG {
+            return;
+        }
+        // Not whole: all that is buffered is of this message.
+        let mut owned = OwnedBody {
+            tag,
+            total,
+            body: Vec::new(),
+        };
+        let have = &avail[HEAD_LEN..];
+        if whole {
+            owned.body.reserve_exact(owned.body_len());
+        } else {
+            owned.grow(have.len());
+        }
+        owned.body.extend_from_slice(have);
+        self.owned = Some(owned);
+        self.buf.clear();
+        self.pos = 0;
+    }
+
     /// The next whole message and its size on the wire (size field
     /// included), `Ok(None)` if more bytes are needed, or the decoding
     /// error (size over the limit, unknown tag, bad body…).
@@ -746,6 +912,18 @@ impl<M: AppMessage> MessageDecoder<M> {
     pub fn next(&mut self) -> Result<Option<(usize, P2pMessage<M>)>, DecodeError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
+        }
+        if let Some(o) = &self.owned {
+            if o.missing() > 0 {
+                return Ok(None);
+            }
+            let Some(OwnedBody { tag, total, body }) = self.owned.take() else {
+                return Ok(None);
+            };
+            return match M::decode_owned(tag, body) {
+                Ok(msg) => Ok(Some((total, P2pMessage::Message(msg)))),
+                Err(e) => Err(self.fail(e)),
+            };
         }
         let total = match self.header() {
             Ok(Some(total)) => total,
@@ -1289,8 +1467,15 @@ mod tests {
         assert_eq!(d.next_announced_size(), Ok(Some(big.len())));
         assert_eq!(d.next_size(), Ok(None));
         d.reserve_next(100);
+        // The body is set apart (its size field and tag are not kept),
+        // with room for exactly its length; the stream buffer behind it
+        // has room for 100 bytes more.
         let cap = d.capacity();
-        assert!(cap >= big.len() + 100 && cap < big.len() + 200, "{cap}");
+        assert!(cap >= big.len() - 6 + 100, "{cap}");
+        assert_eq!(
+            d.owned.as_ref().map(|o| o.body.capacity()),
+            Some(big.len() - 6)
+        );
         for piece in big[1000..].chunks(999) {
             d.feed(piece);
         }
@@ -1333,9 +1518,176 @@ mod tests {
         assert_eq!(count, 10_000);
     }
 
+    /// An application message whose decoding fails on some bodies, with
+    /// the default `decode_owned`.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Picky(u16, usize);
+
+    impl AppMessage for Picky {
+        fn tag(&self) -> u16 {
+            self.0
+        }
+        fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+            out.resize(out.len() + self.1, 0);
+            Ok(())
+        }
+        fn decode(tag: u16, body: &[u8]) -> Result<Self, DecodeError> {
+            match body.first() {
+                _ if tag == 0x11 => Err(DecodeError::UnexpectedTag(tag)),
+                Some(&b) if b % 2 == 1 => Err(DecodeError::ExtraBytes(usize::from(b))),
+                _ => Ok(Picky(tag, body.len())),
+            }
+        }
+    }
+
+    /// Decodes `stream` fed in pieces of `cut` bytes; with `reserve`, makes
+    /// room for each message once announced (so that a large body is
+    /// assembled apart). Returns the messages and the error that ends it.
+    #[allow(clippy::type_complexity)]
+    fn decode_stream<M: AppMessage>(
+        stream: &[u8],
+        cut: usize,
+        reserve: bool,
+    ) -> (Vec<(usize, P2pMessage<M>)>, Option<DecodeError>) {
+        let mut d = MessageDecoder::<M>::new();
+        let mut got = Vec::new();
+        for piece in stream.chunks(cut) {
+            d.feed(piece);
+            loop {
+                if reserve && matches!(d.next_announced_size(), Ok(Some(_))) {
+                    d.reserve_next(100);
+                }
+                let size = d.next_size();
+                match d.next() {
+                    Ok(Some((n, m))) => {
+                        assert_eq!(size, Ok(Some(n)));
+                        got.push((n, m));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return (got, Some(e)),
+                }
+            }
+        }
+        let taken: usize = got.iter().map(|(n, _)| n).sum();
+        assert_eq!(d.buffered(), stream.len() - taken);
+        (got, None)
+    }
+
+    /// What each whole message of `stream` decodes to, one by one.
+    #[allow(clippy::type_complexity)]
+    fn decode_whole<M: AppMessage>(
+        stream: &[u8],
+    ) -> (Vec<(usize, P2pMessage<M>)>, Option<DecodeError>) {
+        let mut got = Vec::new();
+        let mut at = 0;
+        while at + SIZE_FIELD_LEN <= stream.len() {
+            let size = u32::from_be_bytes(stream[at..at + 4].try_into().unwrap()) as usize;
+            let end = at + SIZE_FIELD_LEN + size;
+            if end > stream.len() {
+                break;
+            }
+            match decode_message_payload(&stream[at + SIZE_FIELD_LEN..end]) {
+                Ok(m) => got.push((end - at, m)),
+                Err(e) => return (got, Some(e)),
+            }
+            at = end;
+        }
+        (got, None)
+    }
+
+    #[test]
+    fn a_large_body_set_apart_is_the_same_message() {
+        let big = P2pMessage::Message(RawMessage {
+            tag: 0x12,
+            body: (0..200_000u32).map(|i| (i % 251) as u8).collect(),
+        });
+        let mut stream = enc(&P2pMessage::Bootstrap);
+        stream.extend(enc(&big));
+        stream.extend(enc(&P2pMessage::Bootstrap));
+        for cut in [1000, 65_536, 70_001, stream.len()] {
+            let plain = decode_stream::<RawMessage>(&stream, cut, false);
+            let apart = decode_stream::<RawMessage>(&stream, cut, true);
+            assert_eq!(plain, apart, "cut {cut}");
+            assert_eq!(plain, decode_whole(&stream), "cut {cut}");
+            assert_eq!(plain.0[1].1, big);
+        }
+        // The body is taken, not copied: `decode_owned` keeps the buffer.
+        let body: Vec<u8> = vec![9; 100_000];
+        let at = body.as_ptr();
+        let RawMessage { body, .. } = RawMessage::decode_owned(0x10, body).unwrap();
+        assert_eq!(body.as_ptr(), at);
+        assert_eq!(
+            RawMessage::decode_owned(0x0F, vec![]),
+            Err(DecodeError::UnexpectedTag(0x0F))
+        );
+    }
+
+    #[test]
+    fn a_large_body_set_apart_fails_as_the_whole_message() {
+        for (tag, first) in [(0x10u16, 1u8), (0x11, 0), (0x10, 0)] {
+            let mut body = vec![0u8; 70_000];
+            body[0] = first;
+            let mut stream = enc(&P2pMessage::Message(RawMessage { tag, body }));
+            stream.extend(enc(&P2pMessage::Disconnect));
+            let want = decode_whole::<Picky>(&stream);
+            for cut in [10, 4096, stream.len()] {
+                assert_eq!(decode_stream::<Picky>(&stream, cut, true), want);
+                assert_eq!(decode_stream::<Picky>(&stream, cut, false), want);
+            }
+        }
+    }
+
     mod prop {
         use super::*;
         use proptest::prelude::*;
+
+        /// Messages of every kind, a few with bodies longer than a chunk.
+        fn stream_of(tags: Vec<(u16, usize, u8)>) -> Vec<u8> {
+            let mut stream = Vec::new();
+            for (tag, len, first) in tags {
+                let m = match tag {
+                    1 => P2pMessage::Disconnect,
+                    2 => P2pMessage::Bootstrap,
+                    _ => {
+                        let mut body = vec![0u8; len];
+                        if let Some(b) = body.first_mut() {
+                            *b = first;
+                        }
+                        P2pMessage::Message(RawMessage { tag, body })
+                    }
+                };
+                stream.extend(enc(&m));
+            }
+            stream
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            /// Setting a large body apart (room made for it) gives the
+            /// messages and the error that decoding each whole message
+            /// gives, whatever the cuts, for a type that keeps its body and
+            /// for one that decodes it.
+            #[test]
+            fn bodies_set_apart_decode_as_whole_messages(
+                tags in proptest::collection::vec(
+                    (prop_oneof![Just(1u16), Just(2), 0x10u16..0x14],
+                     prop_oneof![0usize..100, 65_000usize..140_000],
+                     any::<u8>()),
+                    1..6),
+                cut in prop_oneof![1usize..100, 1000usize..70_000],
+                tail in 0usize..10,
+            ) {
+                let mut stream = stream_of(tags);
+                // A cut-off message at the end waits.
+                stream.extend_from_slice(&[0, 0, 1, 0, 0, 0x10, 1, 2, 3][..tail]);
+                let want = decode_whole::<RawMessage>(&stream);
+                prop_assert_eq!(&decode_stream::<RawMessage>(&stream, cut, true), &want);
+                prop_assert_eq!(&decode_stream::<RawMessage>(&stream, cut, false), &want);
+                let want = decode_whole::<Picky>(&stream);
+                prop_assert_eq!(&decode_stream::<Picky>(&stream, cut, true), &want);
+                prop_assert_eq!(&decode_stream::<Picky>(&stream, cut, false), &want);
+            }
+        }
 
         proptest! {
             #[test]

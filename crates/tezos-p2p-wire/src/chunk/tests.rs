@@ -308,8 +308,13 @@ fn remaining_and_announced_sizes_of_a_large_message() {
     assert_eq!(r.next_announced_size(), Ok(Some(bytes.len())));
     assert_eq!(r.chunk_remaining(), MAX_CHUNK_SIZE - 3);
     r.reserve_next(MAX_CHUNK_PLAINTEXT);
-    assert!(r.decoder_capacity() >= bytes.len() + MAX_CHUNK_PLAINTEXT);
+    // Room for the body (the decoder keeps no size field and tag for a
+    // body it sets apart) and a chunk after it: no reallocation follows.
+    let cap = r.decoder_capacity();
+    assert!(cap >= bytes.len() - 6 + MAX_CHUNK_PLAINTEXT, "{cap}");
     r.feed(&wire[MAX_CHUNK_SIZE + 3..]);
+    assert_eq!(r.next_size(), Ok(Some(bytes.len())));
+    assert_eq!(r.decoder_capacity(), cap);
     assert_eq!(r.next_message(), Ok(Some((bytes.len(), m))));
     r.shrink(0);
     assert_eq!(r.decoder_capacity(), 0);
@@ -489,6 +494,100 @@ fn split_gives_matching_directions() {
     }
 }
 
+#[test]
+fn a_bad_chunk_inside_a_large_body_is_a_decipher_error() {
+    let m = text(0x10, 300_000);
+    let wire = send_all(&mut writer(MAX_CHUNK_SIZE), &[text(0x11, 5), m]);
+    // The third chunk is all body: it is opened straight into it.
+    let at = 2 * MAX_CHUNK_SIZE + 100;
+    let mut bad = wire.clone();
+    bad[at] ^= 0x20;
+    let mut r = reader();
+    let mut got = Vec::new();
+    let mut res = Ok(());
+    for piece in bad.chunks(10_000) {
+        r.feed(piece);
+        if matches!(r.next_announced_size(), Ok(Some(_))) {
+            r.reserve_next(MAX_CHUNK_PLAINTEXT);
+        }
+        res = drain(&mut r, &mut got);
+        if res.is_err() {
+            break;
+        }
+    }
+    assert_eq!(res, Err(ReadError::Decipher));
+    assert_eq!(got, sized(&[text(0x11, 5)]));
+    assert_eq!(r.nonce(), nonce_plus(3));
+    assert_eq!(
+        (r.buffered(), r.decoder_capacity()),
+        (0, 0),
+        "nothing is kept"
+    );
+    assert_eq!(r.next_message(), Err(ReadError::Decipher));
+}
+
+#[test]
+fn read_ahead_ends_on_chunk_boundaries_of_the_message() {
+    let m = text(0x10, 1 << 20);
+    let wire = send_all(&mut writer(MAX_CHUNK_SIZE), std::slice::from_ref(&m));
+    let mut r = reader();
+    assert_eq!(r.read_ahead(1 << 20), 0, "no header yet");
+    r.feed(&wire[..100]);
+    // The size field is not opened yet: the rest of the chunk.
+    assert_eq!(r.read_ahead(1 << 20), MAX_CHUNK_SIZE - 100);
+    r.feed(&wire[100..MAX_CHUNK_SIZE + 10]);
+    assert_eq!(r.next_size(), Ok(None));
+    // The message needs 15 more chunks after the one under way.
+    let rest = MAX_CHUNK_SIZE - 10;
+    assert_eq!(r.read_ahead(0), rest);
+    assert_eq!(
+        r.read_ahead(rest + 3 * MAX_CHUNK_SIZE),
+        rest + 3 * MAX_CHUNK_SIZE
+    );
+    assert_eq!(
+        r.read_ahead(rest + 3 * MAX_CHUNK_SIZE + 1),
+        rest + 3 * MAX_CHUNK_SIZE
+    );
+    let all = wire.len() - MAX_CHUNK_SIZE - 10;
+    assert!(r.read_ahead(usize::MAX) >= all);
+    assert!(r.read_ahead(usize::MAX) < all + MAX_CHUNK_SIZE);
+    r.feed(&wire[MAX_CHUNK_SIZE + 10..]);
+    assert_eq!(r.next_message(), Ok(Some((encode(&m).len(), m))));
+}
+
+#[test]
+fn open_chunk_into_gives_what_open_chunk_gives() {
+    let mut w = writer(MAX_CHUNK_SIZE);
+    let pt: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    assert_eq!(w.push(&pt, usize::MAX), pt.len());
+    w.flush();
+    let wire = w.output().to_vec();
+    let body = &wire[HEADER_LEN..];
+    let mut a = ChunkCipher::new(KEY, first_nonce());
+    let mut out = vec![1, 2];
+    a.open_chunk_into(body, &mut out).unwrap();
+    assert_eq!(&out[..2], &[1, 2]);
+    assert_eq!(&out[2..], &pt[..]);
+    assert_eq!(a.nonce(), nonce_plus(1));
+    let mut b = ChunkCipher::new(KEY, first_nonce());
+    let mut copy = body.to_vec();
+    assert_eq!(b.open_chunk(&mut copy).unwrap(), &pt[..]);
+    // A bad tag: nothing written, the nonce moves on; a short body.
+    let mut bad = body.to_vec();
+    bad[0] ^= 1;
+    let mut c = ChunkCipher::new(KEY, first_nonce());
+    let mut out = vec![7];
+    assert_eq!(
+        c.open_chunk_into(&bad, &mut out),
+        Err(CryptoError::Decipher)
+    );
+    assert_eq!((out, c.nonce()), (vec![7], nonce_plus(1)));
+    assert_eq!(
+        c.open_chunk_into(&body[..TAG_LEN - 1], &mut Vec::new()),
+        Err(CryptoError::InvalidIncomingCiphertextSize(TAG_LEN - 1))
+    );
+}
+
 // --- Properties -----------------------------------------------------------
 
 fn message() -> impl Strategy<Value = P2pMessage<RawMessage>> {
@@ -560,6 +659,47 @@ proptest! {
         prop_assert_eq!(got, sized(&want));
         prop_assert!(r.is_idle());
         prop_assert_eq!(r.nonce(), nonce_plus(lens.len()));
+    }
+
+    /// Large messages (their bodies opened straight into their own
+    /// buffers, with or without room made first, as the driver does) mixed
+    /// with small ones arrive whole and in order, whatever the cuts; read
+    /// ahead never asks for less than the rest of a chunk.
+    #[test]
+    fn large_messages_round_trip(
+        msgs in proptest::collection::vec(
+            prop_oneof![
+                Just(P2pMessage::Bootstrap),
+                (0x10u16..0x14, 0usize..2000).prop_map(|(t, l)| text(t, l)),
+                (0x10u16..0x14, 65_000usize..300_000).prop_map(|(t, l)| text(t, l)),
+            ],
+            1..6),
+        size in prop_oneof![1000usize..5000, Just(MAX_CHUNK_SIZE)],
+        cuts in proptest::collection::vec(1usize..200_000, 1..10),
+        reserve in any::<bool>(),
+    ) {
+        let wire = send_all(&mut writer(size), &msgs);
+        let mut r = reader();
+        let mut got = Vec::new();
+        let (mut at, mut i) = (0, 0);
+        while at < wire.len() {
+            let ahead = r.read_ahead(256 << 10);
+            prop_assert!(ahead >= r.chunk_remaining());
+            prop_assert!(ahead <= r.chunk_remaining().max(256 << 10));
+            let end = (at + cuts[i % cuts.len()]).min(wire.len());
+            i += 1;
+            r.recv_buf(end - at).extend_from_slice(&wire[at..end]);
+            at = end;
+            drain(&mut r, &mut got).unwrap();
+            if let Ok(Some(t)) = r.next_announced_size() {
+                if reserve && t > MAX_CHUNK_PLAINTEXT {
+                    r.reserve_next(MAX_CHUNK_PLAINTEXT);
+                }
+            }
+        }
+        prop_assert_eq!(got, sized(&msgs));
+        prop_assert!(r.is_idle());
+        prop_assert_eq!(r.nonce(), nonce_plus(frames(&wire).len()));
     }
 
     /// Garbage never panics, keeps less than a chunk unopened once drained

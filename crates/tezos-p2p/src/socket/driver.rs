@@ -47,6 +47,11 @@ use crate::socket::transport::BoxStream;
 /// the kernel gets data while the rest is sealed.
 const BATCH: usize = 64 << 10;
 
+/// How far ahead the read side reads into a large message, in whole
+/// chunks ([`ChunkReader::read_ahead`]): four of the largest. The receive
+/// buffer holds at most this (or one chunk).
+const READ_AHEAD: usize = 256 << 10;
+
 /// A bound on the steps of one poll. IO already yields when the task's
 /// coop budget runs out, so this only stops a long run of steps without
 /// IO (opening and handing out what one read brought); it is high because
@@ -123,6 +128,8 @@ struct ReadBusy<A> {
     /// What the next message holds of the message budget (given back
     /// when dropped).
     claim: Claim,
+    /// Whether the decoder has room for the whole next message.
+    reserved: bool,
 }
 
 impl<A: AppMessage> ReadSide<A> {
@@ -135,6 +142,7 @@ impl<A: AppMessage> ReadSide<A> {
                 grant: 0,
                 ticket: Ticket::default(),
                 claim: Claim::None,
+                reserved: false,
             }));
         }
         match self {
@@ -432,6 +440,7 @@ impl<A: AppMessage> ReadSide<A> {
                 // until there is room in the read queue, whose bound then
                 // counts them.)
                 let reserved = std::mem::take(&mut busy.claim).is_held();
+                busy.reserved = false;
                 let queue = &shared.read_q;
                 let cost = queue.cost(size);
                 match queue.poll_room(cx, cost) {
@@ -454,34 +463,40 @@ impl<A: AppMessage> ReadSide<A> {
                 return Ok(Step::Progress);
             }
             // 2. A message larger than a chunk takes its room in the
-            //    message budget before more of it is read; while the
-            //    budget is short, the connection reads nothing (the peer
-            //    is held back by TCP) and keeps no read buffer.
-            if let Some(budget) = &shared.budget {
-                if !busy.claim.is_held() {
-                    let announced = reader
-                        .next_announced_size()
-                        .map_err(SocketError::from_read)?;
-                    if let Some(total) = announced.filter(|&t| t > UNBUDGETED) {
-                        match budget.poll_reserve(cx, &mut busy.claim, total) {
-                            Poll::Ready(()) => reader.reserve_next(MAX_CHUNK_PLAINTEXT),
-                            Poll::Pending => {
-                                reader.release_recv_buf();
-                                return Ok(Step::Blocked);
-                            }
+            //    message budget, if any, before more of it is read; while
+            //    the budget is short, the connection reads nothing (the
+            //    peer is held back by TCP) and keeps no read buffer. Then
+            //    the decoder makes room for the whole message, so that its
+            //    body is opened straight into the buffer the message keeps
+            //    (no copy, no reallocation). Without a budget, that room is
+            //    what the connection may buffer anyway: one message of at
+            //    most `max_message_size`.
+            if !busy.reserved {
+                let announced = reader
+                    .next_announced_size()
+                    .map_err(SocketError::from_read)?;
+                if let Some(total) = announced.filter(|&t| t > UNBUDGETED) {
+                    if let Some(budget) = &shared.budget {
+                        if budget.poll_reserve(cx, &mut busy.claim, total).is_pending() {
+                            reader.release_recv_buf();
+                            return Ok(Step::Blocked);
                         }
                     }
+                    reader.reserve_next(MAX_CHUNK_PLAINTEXT);
+                    busy.reserved = true;
                 }
             }
         }
         // 3. Read: at least the rest of the chunk under way, so a large
-        //    chunk takes one read rather than several; an idle connection
+        //    chunk takes one read rather than several, and up to
+        //    `READ_AHEAD` of a large message under way (fewer reads, and
+        //    fewer window updates from the kernel); an idle connection
         //    reads into a stack buffer that lives only during this poll.
         let want = match self {
             ReadSide::Busy(busy) if busy.reader.recv_capacity() > 0 => io
                 .read_buffer_size()
                 .max(HEADER_LEN)
-                .max(busy.reader.chunk_remaining()),
+                .max(busy.reader.read_ahead(READ_AHEAD)),
             _ => IDLE_READ,
         };
         let grant = match self {
