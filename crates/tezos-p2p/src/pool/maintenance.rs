@@ -120,6 +120,15 @@ where
 
 /// Contacts candidate points until `min_to_contact` connections succeeded;
 /// false when it ran out of candidates first.
+///
+/// Octez dials `max_to_contact` candidates in parallel and waits for all of
+/// them before the next round, so one dial to a dead host holds the round
+/// for the whole connection timeout (10 s) while refused ones came back in
+/// a round trip. Here a dial that fails is replaced at once by the next
+/// candidate: never more dials in flight than Octez's round
+/// (`max_to_contact` less the connections made), the same candidates in
+/// the same order, sooner. Dials still in flight when enough connections
+/// are made are waited for, as in Octez.
 async fn try_to_contact<A, C, P>(
     inner: &Arc<Inner<A, C, P>>,
     mut min_to_contact: usize,
@@ -132,32 +141,39 @@ where
 {
     let start = inner.now();
     let mut seen: HashSet<Point> = HashSet::new();
+    let mut dials = JoinSet::new();
+    let mut out_of_candidates = false;
     loop {
-        if min_to_contact == 0 {
-            return true;
-        }
-        let candidates = candidates(inner, start, &mut seen, max_to_contact);
-        if candidates.is_empty() {
-            tokio::task::yield_now().await;
-            return false;
-        }
-        let mut dials = JoinSet::new();
-        for point in candidates {
-            let inner = inner.clone();
-            dials.spawn(async move {
-                crate::pool::connect::connect(&inner, point, None, None, None)
-                    .await
-                    .is_ok()
-            });
-        }
-        let mut established = 0;
-        while let Some(r) = dials.join_next().await {
-            if r.unwrap_or(false) {
-                established += 1;
+        if min_to_contact > 0 && !out_of_candidates {
+            let room = max_to_contact.saturating_sub(dials.len());
+            if room > 0 {
+                let candidates = candidates(inner, start, &mut seen, room);
+                out_of_candidates = candidates.is_empty();
+                for point in candidates {
+                    let inner = inner.clone();
+                    dials.spawn(async move {
+                        crate::pool::connect::connect(&inner, point, None, None, None)
+                            .await
+                            .is_ok()
+                    });
+                }
             }
         }
-        min_to_contact = min_to_contact.saturating_sub(established);
-        max_to_contact = max_to_contact.saturating_sub(established);
+        let Some(r) = dials.join_next().await else {
+            if min_to_contact == 0 {
+                return true;
+            }
+            tokio::task::yield_now().await;
+            return false;
+        };
+        if r.unwrap_or(false) {
+            min_to_contact = min_to_contact.saturating_sub(1);
+            max_to_contact = max_to_contact.saturating_sub(1);
+        } else {
+            // A failure may have made room: new points (a Nack's) may be
+            // candidates now.
+            out_of_candidates = false;
+        }
     }
 }
 
@@ -204,6 +220,10 @@ fn candidates<A, C, P: PeerMeta>(
     // point breaks ties so a seeded run is reproducible.
     found.sort();
     found.truncate(max);
+    // Only the candidates kept are seen: the others wait for the next free
+    // place. (Octez marks every candidate seen, kept or not, so a round
+    // dials at most `max_to_contact` of the points it knew at its start and
+    // then waits 5 s for new ones.)
     found.into_iter().map(|(_, p)| p).collect()
 }
 
@@ -354,8 +374,22 @@ mod tests {
 
     type TestNet = Net<RawMessage, OctezMetadata, ()>;
 
+    fn config(mem: &MemoryNetwork, i: usize, known: Vec<Point>) -> Config<OctezMetadata> {
+        let mut c = base_config(mem, i, false);
+        c.trusted_points = known.into_iter().map(|p| (p, None)).collect();
+        c
+    }
+
     async fn node(mem: &MemoryNetwork, i: usize, limits: Limits, private: bool) -> TestNet {
-        let config = Config {
+        let net = Net::create(base_config(mem, i, private), limits)
+            .await
+            .unwrap();
+        net.activate();
+        net
+    }
+
+    fn base_config(mem: &MemoryNetwork, i: usize, private: bool) -> Config<OctezMetadata> {
+        Config {
             listening_addr: Some(SocketAddr::new(node_ip(i), 9732)),
             advertised_port: None,
             trusted_points: vec![],
@@ -372,10 +406,71 @@ mod tests {
             disable_peer_discovery: false,
             transport: Transport::Memory(mem.with_local_ip(node_ip(i))),
             seed: Some(i as u64),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dial_that_hangs_does_not_hold_back_the_others() {
+        // Bounds 2/4/6: thresholds 2..=6, a round aims at 4. The node knows
+        // three points and dials them at once: a host that never answers
+        // (a node not activated: the handshake hangs until the 10 s
+        // connection timeout), a node that refuses everyone (Nack: 0
+        // connections allowed) and one that accepts. The refusal comes
+        // back in a round trip with the points the refusing node knows
+        // (a fourth node, which it refused before, and ours): those are
+        // dialed at once, so the node has 2 connections long before the
+        // dead dial times out. Octez waits for the whole round (10 s),
+        // then for new points (5 s).
+        let mem = MemoryNetwork::new();
+        let open = Limits {
+            maintenance_idle_time: None,
+            ..Limits::default()
         };
-        let net = Net::create(config, limits).await.unwrap();
-        net.activate();
-        net
+        let dead =
+            Net::<RawMessage, OctezMetadata, ()>::create(config(&mem, 1, vec![]), open.clone())
+                .await
+                .unwrap();
+        let full_limits = Limits {
+            min_connections: 0,
+            expected_connections: 0,
+            max_connections: 0,
+            maintenance_idle_time: None,
+            ..Limits::default()
+        };
+        let full = node(&mem, 2, full_limits, false).await;
+        let a = node(&mem, 3, open.clone(), false).await;
+        let b = node(&mem, 4, open, false).await;
+        let limits = Limits {
+            min_connections: 2,
+            expected_connections: 4,
+            max_connections: 6,
+            maintenance_idle_time: Some(Duration::from_secs(3600)),
+            ..Limits::default()
+        };
+        // The refusing node learns the fourth one's point from a refusal.
+        let full_point = Point::new(node_ip(2), 9732);
+        assert!(b.connect(full_point).await.is_err());
+        assert_eq!(b.active_connections(), 0);
+        let known = (1..=3).map(|i| Point::new(node_ip(i), 9732)).collect();
+        let me = Net::<RawMessage, OctezMetadata, ()>::create(config(&mem, 0, known), limits)
+            .await
+            .unwrap();
+        let start = tokio::time::Instant::now();
+        me.activate();
+        while me.active_connections() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "2 connections after {took:?}"
+        );
+        assert_eq!(full.active_connections(), 0);
+        assert_eq!(a.active_connections(), 1);
+        assert_eq!(b.active_connections(), 1);
+        for n in [me, dead, full, a, b] {
+            n.shutdown().await;
+        }
     }
 
     #[tokio::test(start_paused = true)]
