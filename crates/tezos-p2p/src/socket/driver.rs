@@ -49,7 +49,9 @@ const BATCH: usize = 64 << 10;
 
 /// How far ahead the read side reads into a large message, in whole
 /// chunks ([`ChunkReader::read_ahead`]): four of the largest. The receive
-/// buffer holds at most this (or one chunk).
+/// buffer holds at most this plus a chunk; and as the read-ahead stops
+/// with the chunk that ends the message, it holds no more than the rest of
+/// a message whose room is already taken (in the budget, if any).
 const READ_AHEAD: usize = 256 << 10;
 
 /// A bound on the steps of one poll. IO already yields when the task's
