@@ -18,20 +18,15 @@
 //! gossip      converge, flood --messages messages of --size bytes from
 //!             random nodes, then follow a new node's address
 //!
-//! options: --nodes N (1000) --seed S (7) --min 4 --expected 6 --max 8
-//!          --idle SECS (10) --latency MS (100, median one way) --nat PCT
-//!          --known K (1: joiners know node 0 only) --join-every MS (10)
-//!          --limit SECS (3600) --sample SECS (1) --out DIR
-//!          (target/sim/SCENARIO-N) --plots 0|1 (1)
-//!          --swap-linger SECS (30; 0: swaps off, as `--disable-p2p-swap`)
-//!          --diag SECS (0: off; else every SECS while converging, print
-//!          the nodes below their minimum: known points, back-offs, dials)
+//! options (`--help` lists them with their defaults): --nodes N --seed S
+//!          --min --expected --max --idle --latency MS --nat PCT --known K
+//!          --join-every MS --limit --sample --out DIR --plots 0|1
+//!          --swap-linger SECS --diag SECS, and each scenario's own
 //! ```
 //!
 //! Prints a summary and writes `results.json` (parameters, figures, the
 //! timeline of connections per node) and SVG plots into `--out`.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,34 +39,91 @@ use tezos_p2p::wire::point::Point;
 #[path = "support/sim_plot.rs"]
 mod plot;
 
+/// Simulated networks: pools on the in-memory transport over modelled
+/// links, on virtual time; the same seed gives the same run.
+#[derive(clap::Parser, Debug)]
+#[command(name = "sim")]
 struct Args {
+    /// What to run.
+    #[arg(value_parser = ["converge", "churn", "partition", "nat", "gossip"], default_value = "converge")]
     scenario: String,
-    map: HashMap<String, String>,
-}
-
-impl Args {
-    fn parse() -> Self {
-        let mut it = std::env::args().skip(1).peekable();
-        let scenario = match it.peek() {
-            Some(s) if !s.starts_with("--") => it.next().expect("peeked"),
-            _ => "converge".to_string(),
-        };
-        let mut map = HashMap::new();
-        while let Some(k) = it.next() {
-            let Some(k) = k.strip_prefix("--") else {
-                panic!("unexpected argument {k}");
-            };
-            let v = it.next().unwrap_or_else(|| panic!("--{k} needs a value"));
-            map.insert(k.to_string(), v);
-        }
-        Args { scenario, map }
-    }
-
-    fn get<T: std::str::FromStr>(&self, k: &str, default: T) -> T {
-        self.map.get(k).map_or(default, |v| {
-            v.parse().unwrap_or_else(|_| panic!("bad --{k}"))
-        })
-    }
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Seed of the run (the same seed gives the same run).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// The nodes' min_connections.
+    #[arg(long, default_value_t = 4)]
+    min: usize,
+    /// The nodes' expected_connections.
+    #[arg(long, default_value_t = 6)]
+    expected: usize,
+    /// The nodes' max_connections.
+    #[arg(long, default_value_t = 8)]
+    max: usize,
+    /// Median one-way latency in ms (0: instant links, no link model).
+    #[arg(long, value_name = "MS", default_value_t = 100.0)]
+    latency: f64,
+    /// Percentage of nodes behind NAT [default: 30 for `nat`, else 0].
+    #[arg(long, value_name = "PCT")]
+    nat: Option<f64>,
+    /// The maintenance's idle time, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    idle: u64,
+    /// Octez's swap_linger in seconds; 0 turns swaps off (as
+    /// `--disable-p2p-swap`: no request sent, none answered).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    swap_linger: u64,
+    /// Points a joining node knows (1: node 0 only).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    known: usize,
+    /// Milliseconds between two nodes' joins.
+    #[arg(long, value_name = "MS", default_value_t = 10.0)]
+    join_every: f64,
+    /// Give up after this many virtual seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    limit: u64,
+    /// Seconds between two samples of the network.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    sample: f64,
+    /// Where to write results.json and the plots [default: target/sim/SCENARIO-N].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// 1: write the SVG plots; 0: not.
+    #[arg(long, value_name = "0|1", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    plots: u8,
+    /// While converging, every SECS print the nodes below their minimum
+    /// (known points, back-offs, dials); 0: off.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    diag: u64,
+    /// churn: percentage of the nodes replaced per minute.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+    rate: f64,
+    /// churn: minutes of churn.
+    #[arg(long, default_value_t = 10)]
+    minutes: usize,
+    /// churn: percentage of the leavers that crash (the others shut down).
+    #[arg(long, value_name = "PCT", default_value_t = 50.0)]
+    crash: f64,
+    /// partition: seconds the network stays split.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    secs: u64,
+    /// partition: give up healing after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    heal_limit: u64,
+    /// gossip: messages flooded.
+    #[arg(long, default_value_t = 10)]
+    messages: u32,
+    /// gossip: size of each message, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    size: usize,
+    /// gossip: seconds to wait for each flood.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    gossip_wait: u64,
+    /// gossip: seconds to follow a new node's address.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    point_secs: u64,
 }
 
 fn proc_status(field: &str) -> Option<u64> {
@@ -277,44 +329,33 @@ fn secs(d: Option<Duration>) -> Value {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args = <Args as clap::Parser>::parse();
     let scenario = args.scenario.clone();
-    let nodes: usize = args.get("nodes", 1000);
-    let seed: u64 = args.get("seed", 7);
-    let (min, expected, max) = (
-        args.get("min", 4usize),
-        args.get("expected", 6usize),
-        args.get("max", 8usize),
-    );
-    let latency_ms: f64 = args.get("latency", 100.0);
+    let nodes = args.nodes;
+    let seed = args.seed;
+    let (min, expected, max) = (args.min, args.expected, args.max);
+    let latency_ms = args.latency;
     let default_nat = if scenario == "nat" { 30.0 } else { 0.0 };
-    let nat_pct: f64 = args.get("nat", default_nat);
+    let nat_pct = args.nat.unwrap_or(default_nat);
     let mut cfg = SimConfig::new(nodes, min, expected, max, seed);
-    cfg.limits.maintenance_idle_time = Some(Duration::from_secs(args.get("idle", 10)));
+    cfg.limits.maintenance_idle_time = Some(Duration::from_secs(args.idle));
     // --swap-linger SECS: Octez's `swap_linger` (30 s); 0 turns swaps off
     // (`--disable-p2p-swap`: no request sent, none answered).
-    let swap_linger: u64 = args.get("swap-linger", 30);
+    let swap_linger = args.swap_linger;
     cfg.limits.swap_linger = (swap_linger > 0).then(|| Duration::from_secs(swap_linger));
-    cfg.known = args.get("known", 1);
-    cfg.join_every = Duration::from_micros((args.get("join-every", 10.0f64) * 1000.0) as u64);
+    cfg.known = args.known;
+    cfg.join_every = Duration::from_micros((args.join_every * 1000.0) as u64);
     if latency_ms > 0.0 {
         cfg = cfg.internet(Duration::from_secs_f64(latency_ms / 1000.0));
     }
     cfg.nat = nat_pct / 100.0;
-    let limit = Duration::from_secs(args.get("limit", 3600));
-    let every = Duration::from_secs_f64(args.get("sample", 1.0));
+    let limit = Duration::from_secs(args.limit);
+    let every = Duration::from_secs_f64(args.sample);
     let out: PathBuf = args
-        .map
-        .get("out")
-        .map(PathBuf::from)
+        .out
+        .clone()
         .unwrap_or_else(|| PathBuf::from(format!("target/sim/{scenario}-{nodes}")));
-    let plots = args.get("plots", 1u8) == 1;
-    if !matches!(
-        scenario.as_str(),
-        "converge" | "churn" | "partition" | "nat" | "gossip"
-    ) {
-        panic!("unknown scenario {scenario}: converge, churn, partition, nat or gossip");
-    }
+    let plots = args.plots == 1;
     let bounds = cfg.limits.bounds();
     let params = json!({
         "scenario": scenario, "nodes": nodes, "seed": seed,
@@ -325,7 +366,7 @@ fn main() {
         "median_latency_ms": latency_ms, "nat_percent": nat_pct, "known": cfg.known,
         "join_every_ms": cfg.join_every.as_secs_f64() * 1000.0,
         "upload_bytes_per_s": cfg.upload, "download_bytes_per_s": cfg.download,
-        "args": args.map.iter().collect::<BTreeMap<_, _>>(),
+        "args": std::env::args().skip(1).collect::<Vec<_>>(),
     });
     let load_start = loadavg();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -343,7 +384,7 @@ fn main() {
         let wall_activated = wall.elapsed();
         let joined = t0.elapsed();
         let partition = scenario == "partition";
-        let diag = Duration::from_secs(args.get("diag", 0));
+        let diag = Duration::from_secs(args.diag);
         let mut last_diag = tokio::time::Instant::now();
         let converged = run(&sim, t0, &mut timeline, every, limit, partition, |sim, s| {
             if !diag.is_zero() && last_diag.elapsed() >= diag {
@@ -377,9 +418,9 @@ fn main() {
         let mut extra = json!({});
         match scenario.as_str() {
             "churn" => {
-                let rate: f64 = args.get("rate", 10.0);
-                let minutes: usize = args.get("minutes", 10);
-                let crash_pct: f64 = args.get("crash", 50.0);
+                let rate = args.rate;
+                let minutes = args.minutes;
+                let crash_pct = args.crash;
                 let per_minute = ((nodes as f64) * rate / 100.0).round().max(1.0) as usize;
                 let gap = Duration::from_secs(60) / per_minute as u32;
                 let mut ends = Vec::new();
@@ -437,14 +478,14 @@ fn main() {
                 });
             }
             "partition" => {
-                let hold = Duration::from_secs(args.get("secs", 300));
+                let hold = Duration::from_secs(args.secs);
                 let split_at = t0.elapsed();
                 sim.partition(|i| (i % 2) as u32);
                 run(&sim, t0, &mut timeline, every, hold, true, |_, _| false).await;
                 let at_heal = sample(&sim, t0, true);
                 let heal_at = t0.elapsed();
                 sim.heal();
-                let heal_limit = Duration::from_secs(args.get("heal-limit", 1800));
+                let heal_limit = Duration::from_secs(args.heal_limit);
                 let one = run(&sim, t0, &mut timeline, every, heal_limit, true, |_, s| {
                     s.components == Some(1)
                 })
@@ -501,15 +542,15 @@ fn main() {
                 });
             }
             "gossip" => {
-                let messages: u32 = args.get("messages", 10);
-                let size: usize = args.get("size", 1024);
+                let messages = args.messages;
+                let size = args.size;
                 let gossip = Gossip::start(&sim);
                 let mut reach = Vec::new();
                 let mut curves = Vec::new();
                 for id in 0..messages {
                     let from = sim.rng().gen_range(0..nodes);
                     gossip.send(&sim, from, id, size);
-                    tokio::time::sleep(Duration::from_secs(args.get("gossip-wait", 10))).await;
+                    tokio::time::sleep(Duration::from_secs(args.gossip_wait)).await;
                     let a = gossip.arrivals(id);
                     let r = |f| secs(reach_time(&a, nodes, f));
                     let reached = a.iter().flatten().count();
@@ -537,7 +578,7 @@ fn main() {
                 sim.replace(slot, Leave::Graceful).await.expect("join");
                 let point = Point::new(sim.slots()[slot].ip, sim.config().port);
                 let joined_at = tokio::time::Instant::now();
-                let point_limit = Duration::from_secs(args.get("point-secs", 600));
+                let point_limit = Duration::from_secs(args.point_secs);
                 let mut known_curve = Vec::new();
                 let mut times = [None; 3];
                 loop {
