@@ -11,7 +11,8 @@
 //!             until every node is within its thresholds
 //! churn       converge, then replace --rate % of the nodes per minute for
 //!             --minutes minutes (--crash % of the leavers crash, the others
-//!             shut down), spread evenly over each minute
+//!             shut down), spread evenly over each minute (--batch: all
+//!             at the minute's start)
 //! partition   converge, split the nodes 50/50 for --secs seconds, heal, and
 //!             run until the network is one connected component again
 //! nat         converge with --nat % of the nodes behind NAT (default 30)
@@ -106,6 +107,11 @@ struct Args {
     /// churn: percentage of the leavers that crash (the others shut down).
     #[arg(long, value_name = "PCT", default_value_t = 50.0)]
     crash: f64,
+    /// churn: replace each minute's nodes together at its start (--join-every
+    /// apart) and look at the network at its end, instead of spreading the
+    /// replacements evenly over the minute.
+    #[arg(long)]
+    batch: bool,
     /// partition: seconds the network stays split.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     secs: u64,
@@ -344,7 +350,8 @@ fn main() {
     let swap_linger = args.swap_linger;
     cfg.limits.swap_linger = (swap_linger > 0).then(|| Duration::from_secs(swap_linger));
     cfg.known = args.known;
-    cfg.join_every = Duration::from_micros((args.join_every * 1000.0) as u64);
+    let cfg_join_every = Duration::from_micros((args.join_every * 1000.0) as u64);
+    cfg.join_every = cfg_join_every;
     if latency_ms > 0.0 {
         cfg = cfg.internet(Duration::from_secs_f64(latency_ms / 1000.0));
     }
@@ -427,8 +434,13 @@ fn main() {
                 let mut joined_at = vec![tokio::time::Instant::now() - Duration::from_secs(3600); nodes];
                 for minute in 0..minutes {
                     let mut crashed = 0;
-                    for _ in 0..per_minute {
-                        tokio::time::sleep(gap).await;
+                    let minute_start = tokio::time::Instant::now();
+                    for k in 0..per_minute {
+                        if !args.batch {
+                            tokio::time::sleep(gap).await;
+                        } else if k > 0 {
+                            tokio::time::sleep(cfg_join_every).await;
+                        }
                         let slot = sim.rng().gen_range(1..nodes);
                         let how = if sim.rng().gen::<f64>() * 100.0 < crash_pct {
                             crashed += 1;
@@ -439,6 +451,18 @@ fn main() {
                         sim.replace(slot, how).await.expect("join");
                         joined_at[slot] = tokio::time::Instant::now();
                         if timeline.last().is_none_or(|s: &Sample| t0.elapsed().as_secs_f64() - s.t >= every.as_secs_f64()) {
+                            timeline.push(sample(&sim, t0, false));
+                        }
+                    }
+                    if args.batch {
+                        // The rest of the minute, sampled.
+                        let end = minute_start + Duration::from_secs(60);
+                        loop {
+                            let now = tokio::time::Instant::now();
+                            if now >= end {
+                                break;
+                            }
+                            tokio::time::sleep(every.min(end - now)).await;
                             timeline.push(sample(&sim, t0, false));
                         }
                     }
@@ -473,6 +497,7 @@ fn main() {
                     .fold(1.0, f64::min);
                 extra = json!({
                     "rate_percent_per_minute": rate, "minutes": minutes, "crash_percent": crash_pct,
+                    "batch": args.batch,
                     "per_minute": ends, "worst_fraction_within": worst,
                     "histogram_at_end": histogram(&sim),
                 });
