@@ -8,91 +8,9 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tezos_p2p::limits::Limits;
-use tezos_p2p::transport::{TcpOptions, Transport};
-use tezos_p2p::{Config, Net, PeerConnection};
-use tezos_p2p_wire::identity::{Identity, PowSearch, PowTarget};
-use tezos_p2p_wire::message::{OctezMetadata, RawMessage};
-use tezos_p2p_wire::version::{ChainName, SupportedVersions};
+use tezos_p2p_wire::message::RawMessage;
 
 use common::*;
-
-type PeerNet = Net<RawMessage, OctezMetadata, ()>;
-
-/// A test peer: its own runtime and pool.
-struct Peer {
-    rt: tokio::runtime::Runtime,
-    net: PeerNet,
-}
-
-impl Peer {
-    fn new(chain_name: &str, ddb_versions: &[u16], disable_mempool: bool) -> Peer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let pow = PowTarget::new(0.0).unwrap();
-        let identity = Identity::generate(&pow, &PowSearch::default(), |_| {}).unwrap();
-        let config = {
-            let mut config = Config::new(
-                Arc::new(identity),
-                SupportedVersions {
-                    distributed_db_versions: ddb_versions.to_vec(),
-                    ..SupportedVersions::octez(ChainName::from(chain_name))
-                },
-            );
-            config.listening_addr = None;
-            config.proof_of_work_target = pow;
-            config.metadata = OctezMetadata {
-                disable_mempool,
-                private_node: false,
-            };
-            config.disable_peer_discovery = true;
-            config.transport = Transport::Tcp(TcpOptions::default());
-            config
-        };
-        let net: PeerNet = rt.block_on(Net::create(config, Limits::default())).unwrap();
-        {
-            let _in_runtime = rt.enter();
-            net.activate();
-        }
-        Peer { rt, net }
-    }
-
-    fn connect(&self, node: &NodeProc) -> Arc<PeerConnection<RawMessage, OctezMetadata>> {
-        self.rt
-            .block_on(self.net.connect_with(
-                node.p2p.into(),
-                tezos_p2p::ConnectOptions::default().timeout(Duration::from_secs(10)),
-            ))
-            .unwrap()
-    }
-
-    fn send(&self, conn: &PeerConnection<RawMessage, OctezMetadata>, msg: RawMessage) {
-        self.rt.block_on(self.net.send(conn, msg)).unwrap();
-    }
-
-    /// The next application message (10 s at most).
-    fn recv(&self, conn: &PeerConnection<RawMessage, OctezMetadata>) -> RawMessage {
-        self.rt
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), self.net.recv(conn)).await
-            })
-            .expect("a message within 10 s")
-            .expect("the connection is up")
-            .1
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.rt.block_on(self.net.shutdown());
-    }
-}
 
 #[test]
 fn on_octez_p2p_node_network_text_goes_both_ways() {

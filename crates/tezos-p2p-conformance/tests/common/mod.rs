@@ -15,6 +15,10 @@ use std::time::SystemTime;
 #[path = "../../../tezos-p2p-node/tests/common/shared.rs"]
 mod shared;
 pub use shared::*;
+#[path = "../../../tezos-p2p-node/tests/common/peer.rs"]
+mod peer;
+#[allow(unused_imports)] // only the tests that need a peer use it
+pub use peer::*;
 
 /// The crates whose sources make up the node binary.
 const NODE_SOURCES: [&str; 4] = [
