@@ -34,3 +34,34 @@ pub struct ShellReadme;
 #[doc = include_str!("../../tezos-p2p-node/README.md")]
 #[cfg(doctest)]
 pub struct NodeReadme;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// The shared vectors' folder, `<workspace>/../shared/vectors`. Panics when
+/// it is missing: the tests that read it fail, they are never skipped.
+pub fn vectors_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors");
+    assert!(
+        dir.is_dir(),
+        "test vectors folder not found at {} (expected <workspace>/../shared/vectors); \
+         these tests must not be skipped",
+        dir.display()
+    );
+    dir
+}
+
+/// The `vectors` array of one file of the shared vectors. Panics when the
+/// folder or the file is missing or malformed.
+pub fn load_vectors(file: &str) -> Vec<Value> {
+    let path = vectors_dir().join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {} ({e}); refusing to skip", path.display()));
+    let json: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    json["vectors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{} has no `vectors` array", path.display()))
+        .clone()
+}

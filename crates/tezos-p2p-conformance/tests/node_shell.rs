@@ -11,6 +11,7 @@
 mod common;
 
 use serde_json::Value;
+use tezos_p2p_conformance::load_vectors;
 
 use tezos_p2p_shell::{BlockHeader, ChainId, ShellMessage};
 use tezos_p2p_wire::message::{AppMessage, RawMessage};
@@ -19,19 +20,10 @@ use common::*;
 
 /// The conformance vectors (a missing folder fails the test).
 fn vector(file: &str, name: &str) -> Value {
-    let path = format!(
-        "{}/../../../shared/vectors/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let all: Value = serde_json::from_str(&text).unwrap();
-    all["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
+    load_vectors(file)
+        .into_iter()
         .find(|v| v["name"] == name)
         .unwrap_or_else(|| panic!("no vector {name} in {file}"))
-        .clone()
 }
 
 fn raw_of_hex(hex_str: &str) -> RawMessage {

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
+use tezos_p2p_conformance::load_vectors;
 use tezos_p2p_shell::{BlockHeader, BlockLocator, ProtocolHash, ShellMessage};
 use tezos_p2p_wire::encoding::DecodeError;
 use tezos_p2p_wire::message::{AppMessage, MessageDecoder, P2pMessage};
@@ -19,29 +20,9 @@ const FILES: [(&str, usize); 2] = [
     ("shell_messages_large.json", 9),
 ];
 
-/// `CARGO_MANIFEST_DIR/../../../shared/vectors`; panics if it is missing.
-fn vectors_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors");
-    assert!(
-        dir.is_dir(),
-        "test vectors folder not found at {} (expected /work/shared/vectors); \
-         these tests must not be skipped",
-        dir.display()
-    );
-    dir
-}
-
 /// The `vectors` array of one file, whose length must be `count`.
 fn load(file: &str, count: usize) -> Vec<Value> {
-    let path = vectors_dir().join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let json: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-    let vectors = json["vectors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{} has no vectors array", path.display()))
-        .clone();
+    let vectors = load_vectors(file);
     assert_eq!(vectors.len(), count, "{file}: number of vectors");
     vectors
 }

@@ -8,9 +8,9 @@
 //! file is a failure too, never a skip.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 
 use serde_json::Value;
+use tezos_p2p_conformance::load_vectors;
 use tezos_p2p_wire::chunk::check_binary_chunks_size;
 use tezos_p2p_wire::crypto::{
     chunk_body_len, derive_nonces, ChunkCipher, CryptoError, Nonce, SessionKey, HEADER_LEN,
@@ -20,32 +20,11 @@ use tezos_p2p_wire::identity::{
     pow_hash, pow_level, search_batch, PeerId, PowStamp, PowTarget, PublicKey, SecretKey,
 };
 
-const VECTORS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors");
-
 /// The entries of one vector file, with the file name for messages.
 /// Panics when the folder or the file is missing or malformed.
 fn load(file: &str) -> Vec<Value> {
-    let dir = PathBuf::from(VECTORS_DIR);
-    assert!(
-        dir.is_dir(),
-        "test vector folder {} is missing: the shared vectors must be present \
-         (expected at <workspace>/../shared/vectors); refusing to skip",
-        dir.display()
-    );
-    let path = dir.join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "test vector file {} is missing or unreadable ({e}); refusing to skip",
-            path.display()
-        )
-    });
-    let json: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()));
-    let vectors = json["vectors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{} has no `vectors` array", path.display()))
-        .clone();
-    assert!(!vectors.is_empty(), "{} has no entries", path.display());
+    let vectors = load_vectors(file);
+    assert!(!vectors.is_empty(), "{file} has no entries");
     let mut names = HashSet::new();
     for v in &vectors {
         let name = v["name"].as_str().expect("every entry has a name");

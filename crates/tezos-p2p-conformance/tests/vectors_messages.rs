@@ -6,9 +6,9 @@
 //! folder is a failure, never a skip.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde_json::Value;
+use tezos_p2p_conformance::load_vectors;
 use tezos_p2p_wire::encoding::{Decode, DecodeError, Encode, Reader};
 use tezos_p2p_wire::identity::{pow_hash, pow_level, PeerId};
 use tezos_p2p_wire::message::{
@@ -19,30 +19,10 @@ use tezos_p2p_wire::point::{Point, MAX_POINT_ENCODED_SIZE};
 use tezos_p2p_wire::rejection::Motive;
 use tezos_p2p_wire::version::NetworkVersion;
 
-/// `CARGO_MANIFEST_DIR/../../../shared/vectors`; panics if it is missing.
-fn vectors_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors");
-    assert!(
-        dir.is_dir(),
-        "test vectors folder not found at {} (expected /work/shared/vectors); \
-         these tests must not be skipped",
-        dir.display()
-    );
-    dir
-}
-
 /// The `vectors` array of one file.
 fn load(file: &str) -> Vec<Value> {
-    let path = vectors_dir().join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let json: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-    let vectors = json["vectors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{} has no vectors array", path.display()))
-        .clone();
-    assert!(!vectors.is_empty(), "{} has no vectors", path.display());
+    let vectors = load_vectors(file);
+    assert!(!vectors.is_empty(), "{file} has no vectors");
     vectors
 }
 

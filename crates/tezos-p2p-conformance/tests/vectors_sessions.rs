@@ -4,17 +4,12 @@
 //! nonces and every chunk's decryption, is in `vectors_crypto.rs`.)
 
 use serde_json::Value;
+use tezos_p2p_conformance::load_vectors;
 use tezos_p2p_wire::encoding::Decode;
 use tezos_p2p_wire::message::{Ack, MessageDecoder, OctezMetadata, P2pMessage, RawMessage};
 
 fn sessions() -> Vec<Value> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors");
-    let path = format!("{dir}/sessions.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("cannot read {path} (the vectors must be beside the checkout): {e}")
-    });
-    let v: Value = serde_json::from_str(&text).expect("sessions.json is JSON");
-    v["vectors"].as_array().expect("a vectors list").clone()
+    load_vectors("sessions.json")
 }
 
 #[test]
