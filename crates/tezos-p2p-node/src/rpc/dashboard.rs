@@ -105,14 +105,30 @@ pub fn node_json<M: App>(node: &Node<M>) -> Value {
 /// The whole snapshot (see [`snapshot`]).
 pub fn snapshot_json<M: App>(node: &Node<M>) -> Value {
     let conns = node.net.connections();
-    // When each running connection's peer was connected.
+    // One pass over the tables: the points and peers by state, the trusted
+    // ones, and when each running connection's peer was connected.
+    let mut points: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut peers: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut trusted_points: Vec<Point> = Vec::new();
+    let mut trusted_peers: Vec<PeerId> = Vec::new();
     let since: HashMap<PeerId, SystemTime> = node.net.with_tables(|t| {
+        for p in t.known_points.values() {
+            *points.entry(p.state.name()).or_default() += 1;
+            if p.trusted {
+                trusted_points.push(p.point);
+            }
+        }
+        for p in t.known_peers.values() {
+            *peers.entry(p.state.name()).or_default() += 1;
+            if p.trusted {
+                trusted_peers.push(p.peer_id);
+            }
+        }
         conns
             .iter()
             .filter_map(|c| {
                 let id = c.peer_id();
-                let info = t.known_peers.get(&id)?;
-                Some((id, info.last_established_connection?.1))
+                Some((id, t.known_peers.get(&id)?.last_established_connection?.1))
             })
             .collect()
     });
@@ -141,29 +157,6 @@ pub fn snapshot_json<M: App>(node: &Node<M>) -> Value {
             })
         })
         .collect();
-    let (points, peers, trusted_points, trusted_peers) = node.net.with_tables(|t| {
-        let mut points: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for p in t.known_points.values() {
-            *points.entry(p.state.name()).or_default() += 1;
-        }
-        let mut peers: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for p in t.known_peers.values() {
-            *peers.entry(p.state.name()).or_default() += 1;
-        }
-        let tp: Vec<Point> = t
-            .known_points
-            .values()
-            .filter(|p| p.trusted)
-            .map(|p| p.point)
-            .collect();
-        let tpe: Vec<PeerId> = t
-            .known_peers
-            .values()
-            .filter(|p| p.trusted)
-            .map(|p| p.peer_id)
-            .collect();
-        (points, peers, tp, tpe)
-    });
     let (grey_ips, grey_peers, banned_ips, banned_peers) = node.net.with_acl(|a| {
         (
             a.greylisted_ips(),
