@@ -39,6 +39,8 @@ use tezos_p2p::wire::point::Point;
 
 #[path = "support/sim_plot.rs"]
 mod plot;
+mod support;
+use support::loadavg;
 
 /// Simulated networks: pools on the in-memory transport over modelled
 /// links, on virtual time; the same seed gives the same run.
@@ -136,12 +138,6 @@ fn proc_status(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// One look at the network.
