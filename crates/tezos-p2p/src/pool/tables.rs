@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
@@ -144,8 +145,11 @@ pub struct RegisterPeerOutcome {
 /// The pool's known tables.
 #[derive(Debug, Clone)]
 pub struct Tables<M> {
-    /// Known points.
-    pub known_points: HashMap<Point, PointInfo>,
+    /// Known points. Hashed with foldhash, seeded per table: SipHash
+    /// was a tenth of a simulated node's CPU (every maintenance round and
+    /// every Nack scans this table), and the table's bound (400 by
+    /// default) caps what colliding keys could cost.
+    pub known_points: HashMap<Point, PointInfo, foldhash::fast::RandomState>,
     /// Known peers.
     pub known_peers: HashMap<PeerId, PeerInfo<M>>,
     /// Points that turned out to be ourselves (never registered again).
@@ -161,7 +165,7 @@ impl<M: PeerMeta> Tables<M> {
     /// Empty tables with the given limits.
     pub fn new(limits: PoolLimits) -> Self {
         Tables {
-            known_points: HashMap::new(),
+            known_points: HashMap::default(),
             known_peers: HashMap::new(),
             my_id_points: MyIdPoints::default(),
             limits,
@@ -502,7 +506,8 @@ impl<M: PeerMeta> Tables<M> {
     ///    index picks the next element; repeats at the very end reduce the
     ///    count).
     ///
-    /// The result is in list order (Octez returns it reversed).
+    /// The first `best` come in that order, the others after them in no
+    /// particular order (Octez returns its list reversed).
     pub fn list_known_points<R: Rng + ?Sized>(
         &self,
         ignore_private: bool,
@@ -510,30 +515,43 @@ impl<M: PeerMeta> Tables<M> {
         is_banned: impl Fn(IpAddr) -> bool,
         rng: &mut R,
     ) -> Vec<Point> {
-        let mut eligible: Vec<&PointInfo> = self
+        // Ties are broken by a hash of the point salted once per call: as
+        // random as Octez's coin toss, and independent of the map's order,
+        // so a seeded run is reproducible without sorting the table first.
+        let tie = foldhash::fast::FixedState::with_seed(rng.gen());
+        type Key = (bool, Option<SystemTime>, Reverse<Option<SystemTime>>, u64);
+        let mut keyed: Vec<(Key, Point)> = self
             .known_points
             .values()
             .filter(|i| !is_banned(i.point.ip()) && (!ignore_private || i.known_public))
-            .collect();
-        // Deterministic base order (HashMap order is not), then random keys.
-        eligible.sort_by_key(|i| i.point);
-        type Key = (bool, Option<SystemTime>, Reverse<Option<SystemTime>>, u64);
-        let mut keyed: Vec<(Key, Point)> = eligible
-            .into_iter()
             .map(|i| {
                 let seen = i.last_seen().map(|x| x.1);
-                let disc = i.is_disconnected();
-                let key = if disc {
-                    (true, None, Reverse(seen), rng.gen())
+                let tie = tie.hash_one(i.point);
+                let key = if i.is_disconnected() {
+                    (true, None, Reverse(seen), tie)
                 } else {
-                    (false, seen, Reverse(None), rng.gen())
+                    (false, seen, Reverse(None), tie)
                 };
                 (key, i.point)
             })
             .collect();
-        keyed.sort_by_key(|x| x.0);
-        let sorted: Vec<Point> = keyed.into_iter().map(|(_, p)| p).collect();
-        sample(sorted, size, rng)
+        // Only the `best` first need Octez's order (it sorts the whole
+        // table at every Nack and Advertise; this function and its sorts
+        // were a tenth of a simulated node's CPU): partition around the
+        // `best`th and sort the head. The rest is sampled at random
+        // positions, so any order drawn independently of them will do: the
+        // salted hash's, cheaper to sort by, and the same for a seed
+        // whatever the map's iteration order.
+        let best = size - size * 2 / 5;
+        if keyed.len() > size {
+            keyed.select_nth_unstable_by_key(best, |x| x.0);
+            keyed[..best].sort_unstable_by_key(|x| x.0);
+            keyed[best..].sort_unstable_by_key(|x| x.0 .3);
+        } else {
+            keyed.sort_unstable_by_key(|x| x.0);
+        }
+        let listed: Vec<Point> = keyed.into_iter().map(|(_, p)| p).collect();
+        sample(listed, size, rng)
     }
 
     /// Clones of all known peers for [`crate::pool::peers::save_peers_file`],
@@ -576,7 +594,10 @@ fn sample<R: Rng + ?Sized>(points: Vec<Point>, size: usize, rng: &mut R) -> Vec<
 
 /// Gives back the memory of a map that shrank to a quarter of its room
 /// (down to twice its length while `shedding`, then to its length).
-fn shrink<K: std::hash::Hash + Eq, V>(map: &mut std::collections::HashMap<K, V>, shedding: bool) {
+fn shrink<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
+    map: &mut HashMap<K, V, S>,
+    shedding: bool,
+) {
     let len = map.len();
     if map.capacity() > 64 && map.capacity() > 4 * len {
         map.shrink_to(2 * len);
@@ -1025,13 +1046,36 @@ mod tests {
         // The 30 most recently seen come first, in order.
         let best: Vec<Point> = (170..200).rev().map(pt).collect();
         assert_eq!(&l[..30], &best[..]);
-        // The rest are distinct older points, in list order.
+        // The rest are distinct older points.
         let rest = &l[30..];
         assert!(rest.iter().all(|p| !best.contains(p)));
         assert_eq!(rest.iter().collect::<HashSet<_>>().len(), rest.len());
-        // Reproducible with the same seed, different with another.
+        // Reproducible with the same seed, whatever order the table was
+        // filled in (its iteration order differs).
         let again = tb.list_known_points(true, 50, |_| false, &mut StdRng::seed_from_u64(42));
         assert_eq!(l, again);
+        let mut reversed = tables(None, None);
+        for i in (0..200).rev() {
+            let p = public(&mut reversed, pt(i));
+            p.set_running(pid(1), t(0)).unwrap();
+            p.set_disconnected(&cfg, t(u64::from(i) + 1), false)
+                .unwrap();
+        }
+        let mut seeded = StdRng::seed_from_u64(42);
+        assert_eq!(
+            reversed.list_known_points(true, 50, |_| false, &mut seeded),
+            l
+        );
+        // The 20 others are drawn anew at each call, over all the rest:
+        // 200 calls pick every one of the 170 older points.
+        let mut picked = HashSet::new();
+        for _ in 0..200 {
+            picked.extend(
+                tb.list_known_points(true, 50, |_| false, &mut rng)
+                    .split_off(30),
+            );
+        }
+        assert_eq!(picked.len(), 170);
         // Other sizes: 10 → 6 best + 4 random.
         let l = tb.list_known_points(true, 10, |_| false, &mut rng);
         assert_eq!(&l[..6], &best[..6]);
