@@ -14,6 +14,7 @@
 //! ignores both when initiating, spec §11 quirk 2).
 
 use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -181,6 +182,16 @@ where
 /// points first, then the oldest miss. The back-off is Octez's, except
 /// that a node without any connection retries its trusted points at least
 /// once a minute ([`PointInfo::backs_off`](crate::pool::points::PointInfo::backs_off)).
+///
+/// Ties (most of all: the never-missed points, every point a Nack just
+/// taught) are broken at random, by a hash of the point salted per scan.
+/// Octez keeps whichever its bounded heap meets first while folding its
+/// hash table: an order unrelated to the points' addresses or ages.
+/// Breaking them by the point itself, as we did, made every node dial the
+/// lowest addresses first: in a simulation, where addresses are given in
+/// join order, the oldest and fullest nodes, so that every joiner of a
+/// churning network dialed the same six neighbours of node 0 first, and
+/// the newest nodes, the ones with room, last.
 fn candidates<A, C, P: PeerMeta>(
     inner: &Inner<A, C, P>,
     start: SystemTime,
@@ -190,11 +201,23 @@ fn candidates<A, C, P: PeerMeta>(
     let now = inner.now();
     let private = inner.config.private_mode;
     let cfg = inner.config.reconnection;
+    // Drawn before the state is locked: `list_known_points` takes the two
+    // locks in that order.
+    let salt: u64 = inner
+        .rng
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .gen();
+    let tie = |p: &Point| {
+        let mut h = DefaultHasher::new();
+        (salt, p).hash(&mut h);
+        h.finish()
+    };
     let st = inner.state();
     // Without any connection no Bootstrap can be sent: only trusted points
     // and the Nacks of dialed ones can bring this node new points.
     let isolated = st.connections.is_empty();
-    let mut found: Vec<(Option<SystemTime>, Point)> = Vec::new();
+    let mut found: Vec<(Option<SystemTime>, u64, Point)> = Vec::new();
     for (point, info) in &st.tables.known_points {
         if seen.contains(point) || (private && !info.trusted) {
             continue;
@@ -214,17 +237,18 @@ fn candidates<A, C, P: PeerMeta>(
             continue;
         }
         seen.insert(*point);
-        found.push((last_miss, *point));
+        found.push((last_miss, tie(point), *point));
     }
-    // Never missed first (None sorts first), then the oldest miss; the
-    // point breaks ties so a seeded run is reproducible.
-    found.sort();
+    // Never missed first (None sorts first), then the oldest miss, ties at
+    // random (a seeded run stays reproducible: the salt comes from the
+    // pool's seeded generator, and the point breaks hash collisions).
+    found.sort_unstable();
     found.truncate(max);
     // Every candidate is now seen, kept or not, as in Octez: a round dials
     // at most `max_to_contact` of the points it knew at its start, then
     // only new ones (letting the others wait for a free place made 1 000
     // simulated nodes dial 70 % more and converge later).
-    found.into_iter().map(|(_, p)| p).collect()
+    found.into_iter().map(|(_, _, p)| p).collect()
 }
 
 /// Sends Bootstrap to every public peer, then waits for a new point or
@@ -471,6 +495,47 @@ mod tests {
         for n in [me, dead, full, a, b] {
             n.shutdown().await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ties_between_candidates_are_broken_at_random_not_by_address() {
+        // 40 points never missed and one missed long ago (the lowest
+        // address): a scan of 6 picks never-missed points only, not the 6
+        // lowest addresses, and two pools (two seeds) pick differently.
+        // Picking the lowest made every joiner of a simulated network dial
+        // the same oldest, full nodes first.
+        let mem = MemoryNetwork::new();
+        let points: Vec<Point> = (0..40)
+            .map(|k| Point::new(node_ip(100 + k), 9732))
+            .collect();
+        let missed = Point::new(node_ip(99), 9732);
+        let mut picks = Vec::new();
+        for i in 0..2 {
+            let net = Net::<RawMessage, OctezMetadata, ()>::create(
+                config(&mem, i, vec![]),
+                Limits::default(),
+            )
+            .await
+            .unwrap();
+            let now = net.now();
+            net.with_tables(|t| {
+                for &p in points.iter().chain([&missed]) {
+                    t.register_point(p, None, None, now);
+                }
+                let info = t.known_points.get_mut(&missed).unwrap();
+                info.last_failed_connection = Some(now - Duration::from_secs(3600));
+            });
+            let mut seen = HashSet::default();
+            let got = candidates(&net.inner, now, &mut seen, 6);
+            assert_eq!(got.len(), 6);
+            assert!(!got.contains(&missed), "{got:?}");
+            assert_ne!(got, points[..6], "the 6 lowest addresses");
+            // Every point of the scan is seen, kept or not (Octez).
+            assert_eq!(seen.len(), 41);
+            picks.push(got);
+            net.shutdown().await;
+        }
+        assert_ne!(picks[0], picks[1]);
     }
 
     #[tokio::test(start_paused = true)]
