@@ -274,6 +274,102 @@ fn diagnose(sim: &Simulation, s: &Sample) {
     }
 }
 
+/// The joiners' times from their join to their minimum (those that
+/// joined at least 60 s before the end), printed and returned as JSON;
+/// with `detail`, where the slow ones' (> 10 s) time went.
+fn joiner_report(
+    j: &joiners::Joiners,
+    sim: &Simulation,
+    t0: tokio::time::Instant,
+    detail: bool,
+) -> Value {
+    const HORIZON: f64 = 60.0;
+    let end = t0.elapsed().as_secs_f64();
+    let v = j.times(end, HORIZON);
+    let q = |f| joiners::quantile(&v, f);
+    let fmt = |x: Option<f64>| x.map_or(format!("> {HORIZON:.0}"), |x| format!("{x:.1}"));
+    let slow = v.iter().filter(|x| x.is_none_or(|x| x > 10.0)).count();
+    let over5 = v.iter().filter(|x| x.is_none_or(|x| x > 5.0)).count();
+    let mean = v.iter().map(|x| x.unwrap_or(HORIZON)).sum::<f64>() / v.len().max(1) as f64;
+    println!(
+        "time to {} connections, {} joiners: mean {mean:.1} s, median {} s, p90 {} s, p99 {} s, max {} s; > 5 s: {over5}, > 10 s: {slow}",
+        sim.config().limits.bounds().min_threshold,
+        v.len(), fmt(q(0.5)), fmt(q(0.9)), fmt(q(0.99)), fmt(q(1.0)),
+    );
+    let node0 = sim.slots()[0].ip;
+    let traces = j.traces.lock().unwrap();
+    let mut groups: [(usize, joiners::Breakdown, f64); 3] = Default::default();
+    for tr in traces.iter().filter(|tr| end - tr.joined >= HORIZON) {
+        let r = tr.reached.filter(|&r| r <= HORIZON);
+        let g = match r {
+            Some(r) if r <= 5.0 => 0,
+            Some(r) if r <= 10.0 => 1,
+            _ => 2,
+        };
+        let until = r.unwrap_or(HORIZON);
+        let b = joiners::breakdown(tr, &j.gone, node0, until);
+        let s = &mut groups[g];
+        s.0 += 1;
+        s.2 += until;
+        let a = &mut s.1;
+        a.dials += b.dials;
+        a.up += b.up;
+        a.nacked += b.nacked;
+        a.auth_failed += b.auth_failed;
+        a.to_crashed += b.to_crashed;
+        a.to_left += b.to_left;
+        a.silent += b.silent;
+        a.to_node0 += b.to_node0;
+        a.rounds += b.rounds;
+        a.bootstraps += b.bootstraps;
+        a.new_points += b.new_points;
+        a.incoming += b.incoming;
+        a.refusing += b.refusing;
+        a.idle += b.idle;
+        a.only_dead += b.only_dead;
+        a.longest_idle += b.longest_idle;
+        if detail && g == 2 {
+            let first: Vec<String> = tr
+                .log
+                .iter()
+                .filter(|(t, e)| *t <= until && !matches!(e, joiners::Ev::NewPoint))
+                .take(60)
+                .map(|(t, e)| format!("{t:.2}:{e:?}"))
+                .collect();
+            println!(
+                "  slow joiner slot {} joined {:.1} s: {} s{}; {b:?}\n    {}",
+                tr.slot,
+                tr.joined,
+                fmt(r),
+                if tr.lagged { " (events lagged)" } else { "" },
+                first.join(" ")
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for (name, (n, a, time)) in ["<= 5 s", "5-10 s", "> 10 s"].iter().zip(groups) {
+        let k = n.max(1) as f64;
+        let per = |x: u32| x as f64 / k;
+        println!(
+            "  joiners {name}: {n}, per joiner until the minimum ({:.1} s): dials {:.1} (up {:.1}, nacked {:.1}, auth-failed {:.1}, to crashed {:.2}, to left {:.2}, silent {:.2}; to node 0 {:.2}), rounds {:.1}, bootstrap sent {:.1}, new points {:.0}, incoming {:.1}, refusing {:.1}; no dial in flight {:.1} s (longest {:.1} s), only dials to crashed hosts {:.1} s",
+            time / k, per(a.dials), per(a.up), per(a.nacked), per(a.auth_failed), per(a.to_crashed), per(a.to_left), per(a.silent), per(a.to_node0),
+            per(a.rounds), per(a.bootstraps), per(a.new_points), per(a.incoming), per(a.refusing), a.idle / k, a.longest_idle / k, a.only_dead / k,
+        );
+        out.push(json!({
+            "group": name, "joiners": n, "mean_time_s": time / k,
+            "dials": per(a.dials), "up": per(a.up), "nacked": per(a.nacked), "auth_failed": per(a.auth_failed),
+            "to_crashed": per(a.to_crashed), "to_left": per(a.to_left), "silent": per(a.silent), "to_node0": per(a.to_node0),
+            "rounds": per(a.rounds), "bootstrap_sent": per(a.bootstraps), "new_points": per(a.new_points),
+            "no_dial_in_flight_s": a.idle / k, "longest_no_dial_s": a.longest_idle / k, "only_crashed_dials_s": a.only_dead / k,
+        }));
+    }
+    json!({
+        "joiners": v.len(), "horizon_s": HORIZON, "mean_s": mean,
+        "median_s": q(0.5), "p90_s": q(0.9), "p99_s": q(1.0_f64.min(0.99)), "max_s": q(1.0),
+        "over_5s": over5, "over_10s": slow, "groups": out,
+    })
+}
+
 fn histogram(sim: &Simulation) -> Vec<usize> {
     let mut h = Vec::new();
     for (c, s) in sim.connection_counts().into_iter().zip(sim.slots()) {
@@ -428,6 +524,8 @@ fn main() {
                 let gap = Duration::from_secs(60) / per_minute as u32;
                 let mut ends = Vec::new();
                 let mut joined_at = vec![tokio::time::Instant::now() - Duration::from_secs(3600); nodes];
+                let mut joiners = joiners::Joiners::default();
+                let min_threshold = sim.config().limits.bounds().min_threshold;
                 for minute in 0..minutes {
                     let mut crashed = 0;
                     let minute_start = tokio::time::Instant::now();
@@ -444,7 +542,9 @@ fn main() {
                         } else {
                             Leave::Graceful
                         };
+                        joiners.left(sim.slots()[slot].ip, how, t0.elapsed().as_secs_f64());
                         sim.replace(slot, how).await.expect("join");
+                        joiners.track(&sim.nets[slot], slot, t0, min_threshold);
                         joined_at[slot] = tokio::time::Instant::now();
                         if timeline.last().is_none_or(|s: &Sample| t0.elapsed().as_secs_f64() - s.t >= every.as_secs_f64()) {
                             timeline.push(sample(&sim, t0, false));
@@ -487,6 +587,7 @@ fn main() {
                     }));
                     timeline.push(s);
                 }
+                let join_times = joiner_report(&joiners, &sim, t0, args.diag > 0);
                 let worst = ends
                     .iter()
                     .map(|e| e["fraction_within"].as_f64().unwrap_or(0.0))
@@ -495,6 +596,7 @@ fn main() {
                     "rate_percent_per_minute": rate, "minutes": minutes, "crash_percent": crash_pct,
                     "batch": args.batch,
                     "per_minute": ends, "worst_fraction_within": worst,
+                    "time_to_min": join_times,
                     "histogram_at_end": histogram(&sim),
                 });
             }
@@ -821,4 +923,296 @@ fn draw(
         )?;
     }
     Ok(())
+}
+
+/// Joiners' paths to their minimum (churn): each new node's events from
+/// its join, until it first has `min_threshold` connections (or 120 s).
+mod joiners {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::{Arc, Mutex};
+
+    use tezos_p2p::events::P2pEvent;
+    use tezos_p2p::sim::{Leave, SimNet};
+    use tokio::sync::broadcast::error::RecvError;
+    use tokio::time::Instant;
+
+    /// What a joiner's pool did, as far as its path to the minimum goes.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Ev {
+        /// A maintenance round (or re-check) began.
+        Round,
+        /// A dial started.
+        Dial(IpAddr),
+        /// The handshake of a dial failed (closed before it, …).
+        AuthFailed(IpAddr),
+        /// A dial was refused after the handshake (a Nack received).
+        Nacked(IpAddr),
+        /// We refused a handshake (Nack sent).
+        Refusing,
+        /// A connection started.
+        Up(IpAddr),
+        /// A connection ended.
+        Down,
+        /// Bootstrap sent to a peer.
+        Bootstrap,
+        /// A point became known.
+        NewPoint,
+        /// An incoming connection arrived.
+        Incoming,
+    }
+
+    /// One joiner.
+    pub struct Trace {
+        pub slot: usize,
+        /// Join time, seconds since the start of the run.
+        pub joined: f64,
+        /// Seconds from the join to `min` connections.
+        pub reached: Option<f64>,
+        /// Events, seconds after the join.
+        pub log: Vec<(f64, Ev)>,
+        pub lagged: bool,
+    }
+
+    /// Every joiner's trace, and the fate of every address that left.
+    #[derive(Default)]
+    pub struct Joiners {
+        pub traces: Arc<Mutex<Vec<Trace>>>,
+        /// Address → how and when (seconds since the start) its node left.
+        pub gone: HashMap<IpAddr, (Leave, f64)>,
+    }
+
+    impl Joiners {
+        /// Follows the node that just joined `slot` (call before yielding).
+        pub fn track(&self, net: &SimNet, slot: usize, t0: Instant, min: usize) {
+            let mut rx = net.events();
+            let start = Instant::now();
+            let idx = {
+                let mut t = self.traces.lock().unwrap();
+                t.push(Trace {
+                    slot,
+                    joined: (start - t0).as_secs_f64(),
+                    reached: None,
+                    log: Vec::new(),
+                    lagged: false,
+                });
+                t.len() - 1
+            };
+            let traces = self.traces.clone();
+            tokio::spawn(async move {
+                let mut conns = 0usize;
+                loop {
+                    let e = match rx.recv().await {
+                        Ok(e) => e,
+                        Err(RecvError::Lagged(_)) => {
+                            traces.lock().unwrap()[idx].lagged = true;
+                            continue;
+                        }
+                        Err(RecvError::Closed) => return,
+                    };
+                    let t = start.elapsed().as_secs_f64();
+                    let ev = match e {
+                        P2pEvent::MaintenanceStarted => Ev::Round,
+                        P2pEvent::OutgoingConnection { point } => Ev::Dial(point.ip()),
+                        P2pEvent::AuthenticationFailed { point } => Ev::AuthFailed(point.ip()),
+                        P2pEvent::RequestRejected { point, .. } => Ev::Nacked(point.ip()),
+                        P2pEvent::RejectingRequest { .. } => Ev::Refusing,
+                        P2pEvent::ConnectionEstablished { id_point, .. } => {
+                            conns += 1;
+                            Ev::Up(id_point.addr)
+                        }
+                        P2pEvent::Disconnection { .. } => {
+                            conns = conns.saturating_sub(1);
+                            Ev::Down
+                        }
+                        P2pEvent::BootstrapSent { .. } => Ev::Bootstrap,
+                        P2pEvent::NewPoint { .. } => Ev::NewPoint,
+                        P2pEvent::IncomingConnection { .. } => Ev::Incoming,
+                        _ => continue,
+                    };
+                    let mut all = traces.lock().unwrap();
+                    let tr = &mut all[idx];
+                    tr.log.push((t, ev));
+                    if conns >= min {
+                        tr.reached = Some(t);
+                        return;
+                    }
+                    if t > 120.0 {
+                        return;
+                    }
+                }
+            });
+        }
+
+        /// A node leaves `ip` at `t` (seconds since the start).
+        pub fn left(&mut self, ip: IpAddr, how: Leave, t: f64) {
+            self.gone.insert(ip, (how, t));
+        }
+
+        /// Times to the minimum of the joiners that joined at least
+        /// `horizon` before `end` (`None`: not reached within the horizon),
+        /// sorted, unreached last.
+        pub fn times(&self, end: f64, horizon: f64) -> Vec<Option<f64>> {
+            let t = self.traces.lock().unwrap();
+            let mut v: Vec<Option<f64>> = t
+                .iter()
+                .filter(|tr| end - tr.joined >= horizon)
+                .map(|tr| tr.reached.filter(|&r| r <= horizon))
+                .collect();
+            v.sort_by(|a, b| match (a, b) {
+                (Some(a), Some(b)) => a.total_cmp(b),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            });
+            v
+        }
+    }
+
+    /// Quantile of sorted times (`None` past the reached ones: > horizon).
+    pub fn quantile(v: &[Option<f64>], q: f64) -> Option<f64> {
+        if v.is_empty() {
+            return None;
+        }
+        v[(((v.len() - 1) as f64) * q).round() as usize]
+    }
+
+    /// How one joiner's dials ended, and where its time went.
+    #[derive(Default, Debug, Clone, Copy)]
+    pub struct Breakdown {
+        pub dials: u32,
+        pub up: u32,
+        pub nacked: u32,
+        pub auth_failed: u32,
+        /// No outcome event: the target had crashed (10 s timeout).
+        pub to_crashed: u32,
+        /// No outcome event: the target had left gracefully (refused).
+        pub to_left: u32,
+        /// No outcome event, target alive (or outcome after the horizon).
+        pub silent: u32,
+        /// Dials to node 0.
+        pub to_node0: u32,
+        pub rounds: u32,
+        pub bootstraps: u32,
+        pub new_points: u32,
+        pub incoming: u32,
+        pub refusing: u32,
+        /// Seconds below the minimum with no dial in flight.
+        pub idle: f64,
+        /// Seconds below the minimum whose dials in flight all go to
+        /// crashed hosts.
+        pub only_dead: f64,
+        /// The longest stretch with no dial in flight.
+        pub longest_idle: f64,
+    }
+
+    /// The breakdown of `tr` up to `until` seconds after its join.
+    pub fn breakdown(
+        tr: &Trace,
+        gone: &HashMap<IpAddr, (Leave, f64)>,
+        node0: IpAddr,
+        until: f64,
+    ) -> Breakdown {
+        let mut b = Breakdown::default();
+        // Open dials: ip → (start, dead target).
+        let mut open: Vec<(IpAddr, f64, bool)> = Vec::new();
+        // Intervals of each dial, to measure idle time.
+        let mut spans: Vec<(f64, f64, bool)> = Vec::new();
+        let close = |open: &mut Vec<(IpAddr, f64, bool)>,
+                     spans: &mut Vec<(f64, f64, bool)>,
+                     ip: IpAddr,
+                     t: f64|
+         -> bool {
+            if let Some(k) = open.iter().position(|o| o.0 == ip) {
+                let (_, s, dead) = open.remove(k);
+                spans.push((s, t, dead));
+                true
+            } else {
+                false
+            }
+        };
+        for &(t, ev) in tr.log.iter().filter(|(t, _)| *t <= until) {
+            match ev {
+                Ev::Round => b.rounds += 1,
+                Ev::Dial(ip) => {
+                    b.dials += 1;
+                    if ip == node0 {
+                        b.to_node0 += 1;
+                    }
+                    let dead = gone
+                        .get(&ip)
+                        .is_some_and(|&(how, at)| how == Leave::Crash && at <= tr.joined + t);
+                    open.push((ip, t, dead));
+                }
+                Ev::AuthFailed(ip) => {
+                    if close(&mut open, &mut spans, ip, t) {
+                        b.auth_failed += 1;
+                    }
+                }
+                Ev::Nacked(ip) => {
+                    if close(&mut open, &mut spans, ip, t) {
+                        b.nacked += 1;
+                    }
+                }
+                Ev::Up(ip) => {
+                    if close(&mut open, &mut spans, ip, t) {
+                        b.up += 1;
+                    }
+                }
+                Ev::Refusing => b.refusing += 1,
+                Ev::Down => {}
+                Ev::Bootstrap => b.bootstraps += 1,
+                Ev::NewPoint => b.new_points += 1,
+                Ev::Incoming => b.incoming += 1,
+            }
+        }
+        let end = tr.reached.unwrap_or(until).min(until);
+        for (ip, s, dead) in open {
+            let fate = gone.get(&ip).filter(|&&(_, at)| at <= tr.joined + s);
+            match fate {
+                Some((Leave::Crash, _)) => {
+                    b.to_crashed += 1;
+                    spans.push((s, (s + 10.0).min(end), dead));
+                }
+                Some((Leave::Graceful, _)) => {
+                    b.to_left += 1;
+                    spans.push((s, (s + 0.3).min(end), dead));
+                }
+                None => {
+                    b.silent += 1;
+                    spans.push((s, end, dead));
+                }
+            }
+        }
+        // Sweep: idle = no span covers; only_dead = every covering span dead.
+        let mut pts: Vec<f64> = spans.iter().flat_map(|s| [s.0, s.1]).collect();
+        pts.push(0.0);
+        pts.push(end);
+        pts.sort_by(f64::total_cmp);
+        pts.dedup();
+        let mut run = 0.0f64;
+        for w in pts.windows(2) {
+            let (a, z) = (w[0], w[1]);
+            if z > end || a >= end {
+                break;
+            }
+            let mid = (a + z) / 2.0;
+            let cover: Vec<bool> = spans
+                .iter()
+                .filter(|s| s.0 <= mid && mid < s.1)
+                .map(|s| s.2)
+                .collect();
+            if cover.is_empty() {
+                b.idle += z - a;
+                run += z - a;
+                b.longest_idle = b.longest_idle.max(run);
+            } else {
+                run = 0.0;
+                if cover.iter().all(|&d| d) {
+                    b.only_dead += z - a;
+                }
+            }
+        }
+        b
+    }
 }
