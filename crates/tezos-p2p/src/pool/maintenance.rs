@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -33,6 +33,9 @@ use crate::pool::core::Inner;
 use crate::pool::events::P2pEvent;
 use crate::pool::peers::PeerMeta;
 use crate::pool::points::PointState;
+
+/// The points a round has looked at.
+type PointSet = HashSet<Point, foldhash::fast::RandomState>;
 
 /// How long the worker waits for new points when short of candidates
 /// (Octez's `time_between_looking_for_peers`).
@@ -156,7 +159,9 @@ where
     P: PeerMeta,
 {
     let start = inner.now();
-    let mut seen: HashSet<Point> = HashSet::new();
+    // foldhash: the scan below looks up every known point in this set
+    // (SipHash was most of the scan's cost).
+    let mut seen: PointSet = HashSet::default();
     let mut dials = JoinSet::new();
     let mut out_of_candidates = false;
     let mut asking: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
@@ -230,7 +235,7 @@ where
 fn candidates<A, C, P: PeerMeta>(
     inner: &Inner<A, C, P>,
     start: SystemTime,
-    seen: &mut HashSet<Point>,
+    seen: &mut PointSet,
     max: usize,
 ) -> Vec<Point> {
     let now = inner.now();
@@ -243,11 +248,7 @@ fn candidates<A, C, P: PeerMeta>(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .gen();
-    let tie = |p: &Point| {
-        let mut h = DefaultHasher::new();
-        (salt, p).hash(&mut h);
-        h.finish()
-    };
+    let tie = foldhash::fast::FixedState::with_seed(salt);
     let st = inner.state();
     // Without any connection no Bootstrap can be sent: only trusted points
     // and the Nacks of dialed ones can bring this node new points.
@@ -272,7 +273,7 @@ fn candidates<A, C, P: PeerMeta>(
             continue;
         }
         seen.insert(*point);
-        found.push((last_miss, tie(point), *point));
+        found.push((last_miss, tie.hash_one(point), *point));
     }
     // Never missed first (None sorts first), then the oldest miss, ties at
     // random (a seeded run stays reproducible: the salt comes from the
