@@ -291,15 +291,22 @@ fn joiner_report(
     let slow = v.iter().filter(|x| x.is_none_or(|x| x > 10.0)).count();
     let over5 = v.iter().filter(|x| x.is_none_or(|x| x > 5.0)).count();
     let mean = v.iter().map(|x| x.unwrap_or(HORIZON)).sum::<f64>() / v.len().max(1) as f64;
+    let replaced_first = j
+        .traces
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|tr| end - tr.joined >= HORIZON && !tr.counted(end, HORIZON))
+        .count();
     println!(
-        "time to {} connections, {} joiners: mean {mean:.1} s, median {} s, p90 {} s, p99 {} s, max {} s; > 5 s: {over5}, > 10 s: {slow}",
+        "time to {} connections, {} joiners: mean {mean:.1} s, median {} s, p90 {} s, p99 {} s, max {} s; > 5 s: {over5}, > 10 s: {slow} ({replaced_first} more replaced before reaching it)",
         sim.config().limits.bounds().min_threshold,
         v.len(), fmt(q(0.5)), fmt(q(0.9)), fmt(q(0.99)), fmt(q(1.0)),
     );
     let node0 = sim.slots()[0].ip;
     let traces = j.traces.lock().unwrap();
     let mut groups: [(usize, joiners::Breakdown, f64); 3] = Default::default();
-    for tr in traces.iter().filter(|tr| end - tr.joined >= HORIZON) {
+    for tr in traces.iter().filter(|tr| tr.counted(end, HORIZON)) {
         let r = tr.reached.filter(|&r| r <= HORIZON);
         let g = match r {
             Some(r) if r <= 5.0 => 0,
@@ -364,8 +371,8 @@ fn joiner_report(
         }));
     }
     json!({
-        "joiners": v.len(), "horizon_s": HORIZON, "mean_s": mean,
-        "median_s": q(0.5), "p90_s": q(0.9), "p99_s": q(1.0_f64.min(0.99)), "max_s": q(1.0),
+        "joiners": v.len(), "replaced_before_min": replaced_first, "horizon_s": HORIZON, "mean_s": mean,
+        "median_s": q(0.5), "p90_s": q(0.9), "p99_s": q(0.99), "max_s": q(1.0),
         "over_5s": over5, "over_10s": slow, "groups": out,
     })
 }
@@ -542,7 +549,7 @@ fn main() {
                         } else {
                             Leave::Graceful
                         };
-                        joiners.left(sim.slots()[slot].ip, how, t0.elapsed().as_secs_f64());
+                        joiners.left(slot, sim.slots()[slot].ip, how, t0.elapsed().as_secs_f64());
                         sim.replace(slot, how).await.expect("join");
                         joiners.track(&sim.nets[slot], slot, t0, min_threshold);
                         joined_at[slot] = tokio::time::Instant::now();
@@ -691,9 +698,10 @@ fn main() {
                     v.sort_by(f64::total_cmp);
                     v.get(v.len() / 2).copied()
                 };
+                let shown = |x: Option<f64>| x.map_or("never".to_string(), |x| format!("{x:.3} s"));
                 println!(
-                    "gossip: {messages} messages of {size} bytes: median time to 50 % {:?} s, 90 % {:?} s, 99 % {:?} s",
-                    t("t50_s"), t("t90_s"), t("t99_s"),
+                    "gossip: {messages} messages of {size} bytes: median time to 50 % {}, 90 % {}, 99 % {}",
+                    shown(t("t50_s")), shown(t("t90_s")), shown(t("t99_s")),
                 );
                 // A new node's address: a node leaves, a new one takes its
                 // slot; how many nodes know its point over time.
@@ -731,12 +739,12 @@ fn main() {
                 }
                 let last = known_curve.last().map_or(0.0, |p| p.1);
                 println!(
-                    "new point: known by {:.1} % of nodes after {:.0} s (50 % {:?}, 90 % {:?}, 99 % {:?})",
+                    "new point: known by {:.1} % of nodes after {:.0} s (50 % {}, 90 % {}, 99 % {})",
                     100.0 * last,
                     joined_at.elapsed().as_secs_f64(),
-                    times[0].map(|d| d.as_secs_f64()),
-                    times[1].map(|d| d.as_secs_f64()),
-                    times[2].map(|d| d.as_secs_f64()),
+                    shown(times[0].map(|d| d.as_secs_f64())),
+                    shown(times[1].map(|d| d.as_secs_f64())),
+                    shown(times[2].map(|d| d.as_secs_f64())),
                 );
                 extra = json!({
                     "messages": messages, "size": size, "reach": reach,
@@ -972,6 +980,21 @@ mod joiners {
         /// Events, seconds after the join.
         pub log: Vec<(f64, Ev)>,
         pub lagged: bool,
+        /// When it was replaced in turn (seconds since the start).
+        pub left: Option<f64>,
+    }
+
+    impl Trace {
+        /// Whether its time to the minimum is known within `horizon`:
+        /// it joined at least `horizon` before `end`, and did not leave
+        /// (replaced by the churn) before reaching its minimum within it.
+        pub fn counted(&self, end: f64, horizon: f64) -> bool {
+            let reached = self.reached.filter(|&r| r <= horizon);
+            end - self.joined >= horizon
+                && self.left.is_none_or(|l| {
+                    l - self.joined >= horizon || reached.is_some_and(|r| self.joined + r <= l)
+                })
+        }
     }
 
     /// Every joiner's trace, and the fate of every address that left.
@@ -995,6 +1018,7 @@ mod joiners {
                     reached: None,
                     log: Vec::new(),
                     lagged: false,
+                    left: None,
                 });
                 t.len() - 1
             };
@@ -1044,19 +1068,30 @@ mod joiners {
             });
         }
 
-        /// A node leaves `ip` at `t` (seconds since the start).
-        pub fn left(&mut self, ip: IpAddr, how: Leave, t: f64) {
+        /// The node of `slot`, at `ip`, leaves at `t` (seconds since the
+        /// start).
+        pub fn left(&mut self, slot: usize, ip: IpAddr, how: Leave, t: f64) {
             self.gone.insert(ip, (how, t));
+            if let Some(tr) = self
+                .traces
+                .lock()
+                .unwrap()
+                .iter_mut()
+                .rev()
+                .find(|tr| tr.slot == slot)
+            {
+                tr.left = Some(t);
+            }
         }
 
-        /// Times to the minimum of the joiners that joined at least
-        /// `horizon` before `end` (`None`: not reached within the horizon),
-        /// sorted, unreached last.
+        /// Times to the minimum of the joiners [`Trace::counted`]
+        /// (`None`: not reached within the horizon), sorted, unreached
+        /// last.
         pub fn times(&self, end: f64, horizon: f64) -> Vec<Option<f64>> {
             let t = self.traces.lock().unwrap();
             let mut v: Vec<Option<f64>> = t
                 .iter()
-                .filter(|tr| end - tr.joined >= horizon)
+                .filter(|tr| tr.counted(end, horizon))
                 .map(|tr| tr.reached.filter(|&r| r <= horizon))
                 .collect();
             v.sort_by(|a, b| match (a, b) {
