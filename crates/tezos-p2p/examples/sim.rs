@@ -274,9 +274,9 @@ fn diagnose(sim: &Simulation, s: &Sample) {
     }
 }
 
-/// The joiners' times from their join to their minimum (those that
-/// joined at least 60 s before the end), printed and returned as JSON;
-/// with `detail`, where the slow ones' (> 10 s) time went.
+/// The joiners' times from their join to their minimum (those
+/// [`joiners::Trace::counted`] with a 60 s horizon), printed and returned
+/// as JSON; with `detail`, where the slow ones' (> 10 s) time went.
 fn joiner_report(
     j: &joiners::Joiners,
     sim: &Simulation,
@@ -318,23 +318,7 @@ fn joiner_report(
         let s = &mut groups[g];
         s.0 += 1;
         s.2 += until;
-        let a = &mut s.1;
-        a.dials += b.dials;
-        a.up += b.up;
-        a.nacked += b.nacked;
-        a.auth_failed += b.auth_failed;
-        a.to_crashed += b.to_crashed;
-        a.to_left += b.to_left;
-        a.silent += b.silent;
-        a.to_node0 += b.to_node0;
-        a.rounds += b.rounds;
-        a.bootstraps += b.bootstraps;
-        a.new_points += b.new_points;
-        a.incoming += b.incoming;
-        a.refusing += b.refusing;
-        a.idle += b.idle;
-        a.only_dead += b.only_dead;
-        a.longest_idle += b.longest_idle;
+        s.1 += b;
         if detail && g == 2 {
             let first: Vec<String> = tr
                 .log
@@ -1139,6 +1123,27 @@ mod joiners {
         pub only_dead: f64,
         /// The longest stretch with no dial in flight.
         pub longest_idle: f64,
+    }
+
+    impl std::ops::AddAssign for Breakdown {
+        fn add_assign(&mut self, b: Breakdown) {
+            self.dials += b.dials;
+            self.up += b.up;
+            self.nacked += b.nacked;
+            self.auth_failed += b.auth_failed;
+            self.to_crashed += b.to_crashed;
+            self.to_left += b.to_left;
+            self.silent += b.silent;
+            self.to_node0 += b.to_node0;
+            self.rounds += b.rounds;
+            self.bootstraps += b.bootstraps;
+            self.new_points += b.new_points;
+            self.incoming += b.incoming;
+            self.refusing += b.refusing;
+            self.idle += b.idle;
+            self.only_dead += b.only_dead;
+            self.longest_idle += b.longest_idle;
+        }
     }
 
     /// The breakdown of `tr` up to `until` seconds after its join.
