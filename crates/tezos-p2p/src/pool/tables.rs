@@ -145,10 +145,10 @@ pub struct RegisterPeerOutcome {
 /// The pool's known tables.
 #[derive(Debug, Clone)]
 pub struct Tables<M> {
-    /// Known points. Hashed with foldhash, seeded per table: SipHash
-    /// was a tenth of a simulated node's CPU (every maintenance round and
-    /// every Nack scans this table), and the table's bound (400 by
-    /// default) caps what colliding keys could cost.
+    /// Known points. Hashed with foldhash, seeded per table, not SipHash:
+    /// every maintenance round and every Nack looks points up here, and
+    /// the table's bound (400 by default) caps what colliding keys could
+    /// cost.
     pub known_points: HashMap<Point, PointInfo, foldhash::fast::RandomState>,
     /// Known peers.
     pub known_peers: HashMap<PeerId, PeerInfo<M>>,
@@ -594,10 +594,7 @@ fn sample<R: Rng + ?Sized>(points: Vec<Point>, size: usize, rng: &mut R) -> Vec<
 
 /// Gives back the memory of a map that shrank to a quarter of its room
 /// (down to twice its length while `shedding`, then to its length).
-fn shrink<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
-    map: &mut HashMap<K, V, S>,
-    shedding: bool,
-) {
+fn shrink<K: std::hash::Hash + Eq, V, S: BuildHasher>(map: &mut HashMap<K, V, S>, shedding: bool) {
     let len = map.len();
     if map.capacity() > 64 && map.capacity() > 4 * len {
         map.shrink_to(2 * len);
