@@ -469,6 +469,19 @@ mod tests {
         }
     }
 
+    /// Limits without a maintenance, and node 1: created, never activated,
+    /// so a dial to it hangs until the connection timeout.
+    async fn dead_host(mem: &MemoryNetwork) -> (Limits, Net<RawMessage, OctezMetadata, ()>) {
+        let open = Limits {
+            maintenance_idle_time: None,
+            ..Limits::default()
+        };
+        let dead = Net::create(config(mem, 1, vec![]), open.clone())
+            .await
+            .unwrap();
+        (open, dead)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_dial_that_hangs_does_not_hold_back_the_others() {
         // Bounds 2/4/6: thresholds 2..=6, a round aims at 4. The node knows
@@ -482,14 +495,7 @@ mod tests {
         // dead dial times out. Octez waits for the whole round (10 s),
         // then for new points (5 s).
         let mem = MemoryNetwork::new();
-        let open = Limits {
-            maintenance_idle_time: None,
-            ..Limits::default()
-        };
-        let dead =
-            Net::<RawMessage, OctezMetadata, ()>::create(config(&mem, 1, vec![]), open.clone())
-                .await
-                .unwrap();
+        let (open, dead) = dead_host(&mem).await;
         let full_limits = Limits {
             min_connections: 0,
             expected_connections: 0,
@@ -543,14 +549,7 @@ mod tests {
         // connections long before the timeout. Octez (and this round
         // before) waits for the dead dial first: B only after 10 s.
         let mem = MemoryNetwork::new();
-        let open = Limits {
-            maintenance_idle_time: None,
-            ..Limits::default()
-        };
-        let dead =
-            Net::<RawMessage, OctezMetadata, ()>::create(config(&mem, 1, vec![]), open.clone())
-                .await
-                .unwrap();
+        let (open, dead) = dead_host(&mem).await;
         let a = node(&mem, 2, open.clone(), false).await;
         let b = node(&mem, 3, open, false).await;
         b.connect(Point::new(node_ip(2), 9732)).await.unwrap();
