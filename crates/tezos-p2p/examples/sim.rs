@@ -291,20 +291,18 @@ fn joiner_report(
     let slow = v.iter().filter(|x| x.is_none_or(|x| x > 10.0)).count();
     let over5 = v.iter().filter(|x| x.is_none_or(|x| x > 5.0)).count();
     let mean = v.iter().map(|x| x.unwrap_or(HORIZON)).sum::<f64>() / v.len().max(1) as f64;
-    let replaced_first = j
-        .traces
-        .lock()
-        .unwrap()
+    let node0 = sim.slots()[0].ip;
+    let traces = j.traces.lock().unwrap();
+    let old_enough = traces
         .iter()
-        .filter(|tr| end - tr.joined >= HORIZON && !tr.counted(end, HORIZON))
+        .filter(|tr| end - tr.joined >= HORIZON)
         .count();
+    let replaced_first = old_enough - v.len();
     println!(
         "time to {} connections, {} joiners: mean {mean:.1} s, median {} s, p90 {} s, p99 {} s, max {} s; > 5 s: {over5}, > 10 s: {slow} ({replaced_first} more replaced before reaching it)",
         sim.config().limits.bounds().min_threshold,
         v.len(), fmt(q(0.5)), fmt(q(0.9)), fmt(q(0.99)), fmt(q(1.0)),
     );
-    let node0 = sim.slots()[0].ip;
-    let traces = j.traces.lock().unwrap();
     let mut groups: [(usize, joiners::Breakdown, f64); 3] = Default::default();
     for tr in traces.iter().filter(|tr| tr.counted(end, HORIZON)) {
         let r = tr.reached.filter(|&r| r <= HORIZON);

@@ -482,6 +482,29 @@ mod tests {
         (open, dead)
     }
 
+    /// Node 0, bounds 2/4/6 (a round aims at 4), knowing nodes 1..=`known`:
+    /// activated, and how long it took to have 2 connections.
+    async fn two_connections(
+        mem: &MemoryNetwork,
+        known: usize,
+    ) -> (Net<RawMessage, OctezMetadata, ()>, Duration) {
+        let limits = Limits {
+            min_connections: 2,
+            expected_connections: 4,
+            max_connections: 6,
+            maintenance_idle_time: Some(Duration::from_secs(3600)),
+            ..Limits::default()
+        };
+        let known = (1..=known).map(|i| Point::new(node_ip(i), 9732)).collect();
+        let me = Net::create(config(mem, 0, known), limits).await.unwrap();
+        let start = tokio::time::Instant::now();
+        me.activate();
+        while me.active_connections() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (me, start.elapsed())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_dial_that_hangs_does_not_hold_back_the_others() {
         // Bounds 2/4/6: thresholds 2..=6, a round aims at 4. The node knows
@@ -506,27 +529,11 @@ mod tests {
         let full = node(&mem, 2, full_limits, false).await;
         let a = node(&mem, 3, open.clone(), false).await;
         let b = node(&mem, 4, open, false).await;
-        let limits = Limits {
-            min_connections: 2,
-            expected_connections: 4,
-            max_connections: 6,
-            maintenance_idle_time: Some(Duration::from_secs(3600)),
-            ..Limits::default()
-        };
         // The refusing node learns the fourth one's point from a refusal.
         let full_point = Point::new(node_ip(2), 9732);
         assert!(b.connect(full_point).await.is_err());
         assert_eq!(b.active_connections(), 0);
-        let known = (1..=3).map(|i| Point::new(node_ip(i), 9732)).collect();
-        let me = Net::<RawMessage, OctezMetadata, ()>::create(config(&mem, 0, known), limits)
-            .await
-            .unwrap();
-        let start = tokio::time::Instant::now();
-        me.activate();
-        while me.active_connections() < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let took = start.elapsed();
+        let (me, took) = two_connections(&mem, 3).await;
         assert!(
             took < Duration::from_secs(5),
             "2 connections after {took:?}"
@@ -553,23 +560,7 @@ mod tests {
         let a = node(&mem, 2, open.clone(), false).await;
         let b = node(&mem, 3, open, false).await;
         b.connect(Point::new(node_ip(2), 9732)).await.unwrap();
-        let limits = Limits {
-            min_connections: 2,
-            expected_connections: 4,
-            max_connections: 6,
-            maintenance_idle_time: Some(Duration::from_secs(3600)),
-            ..Limits::default()
-        };
-        let known = (1..=2).map(|i| Point::new(node_ip(i), 9732)).collect();
-        let me = Net::<RawMessage, OctezMetadata, ()>::create(config(&mem, 0, known), limits)
-            .await
-            .unwrap();
-        let start = tokio::time::Instant::now();
-        me.activate();
-        while me.active_connections() < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let took = start.elapsed();
+        let (me, took) = two_connections(&mem, 2).await;
         assert!(
             took < Duration::from_secs(5),
             "2 connections after {took:?}"
